@@ -1,0 +1,5 @@
+import sys
+
+from anonynoise.cli import main
+
+sys.exit(main())

@@ -1,0 +1,190 @@
+"""`anonynoise`: the core's command line (inspect and convert event files, run the demo).
+
+Thin by design: parse, call the library, print. Bad input ends in one line on stderr and a
+non-zero exit status, never a traceback (set ANONYNOISE_DEBUG=1 to see one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from anonynoise.errors import AnonyNoiseError
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 1
+
+
+def parse_sensor(text: str) -> tuple[int, int]:
+    """'640x480' -> (640, 480)."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 640x480, got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
+def summarize(path: str, sensor_size=None) -> dict:
+    """Read a whole event file and describe it: sensor, duration, count, rate, streams."""
+    from anonynoise.io import open_events
+
+    with open_events(path, sensor_size) as reader:
+        info = reader.info
+        count, first, last = 0, None, None
+        for batch in reader:
+            if len(batch):
+                first = int(batch.t[0]) if first is None else first
+                last = int(batch.t[-1])
+                count += len(batch)
+    duration_us = (last - first) if count else 0
+    return {
+        "path": info.path,
+        "format": info.format,
+        "camera": info.camera,
+        "sensor": [info.width, info.height],
+        "sensor_source": info.sensor_source,
+        "events": count,
+        "t_first_us": first,
+        "t_last_us": last,
+        "duration_s": duration_us / 1e6,
+        "event_rate_per_s": count / (duration_us / 1e6) if duration_us > 0 else None,
+        "other_streams": info.other_streams,
+    }
+
+
+def _print_summary(s: dict) -> None:
+    rate = s["event_rate_per_s"]
+    streams = ["events"] + [f"{k} ({v})" for k, v in s["other_streams"].items()]
+    lines = [
+        ("file", s["path"]),
+        ("format", s["format"] + (f", camera {s['camera']}" if s["camera"] else "")),
+        ("sensor", f"{s['sensor'][0]}x{s['sensor'][1]} (from {s['sensor_source']})"),
+        ("events", f"{s['events']:,}"),
+        ("duration", f"{s['duration_s']:.6f} s"
+         + (f" (t = {s['t_first_us']} .. {s['t_last_us']} µs)" if s["events"] else "")),
+        ("event rate", f"{rate / 1e6:.3f} Mev/s" if rate else "-"),
+        ("streams", ", ".join(streams)),
+    ]
+    if s["other_streams"]:
+        lines.append(("", "only events are ever read out; frames, IMU and triggers stay in "
+                          "the file"))
+    for key, value in lines:
+        print(f"{key:>11}  {value}")
+
+
+def cmd_info(args) -> int:
+    summary = summarize(args.file, args.sensor)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        _print_summary(summary)
+    return 0
+
+
+def cmd_convert(args) -> int:
+    from anonynoise.io import open_events, write_events
+
+    with open_events(args.input, args.sensor) as reader:
+        n = write_events(args.output, iter(reader), reader.sensor_size)
+    print(f"wrote {n:,} events to {args.output}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """The core on the built-in example stream, window by window, until the stream exists."""
+    import numpy as np
+
+    from anonynoise import represent
+    from anonynoise.examples import clustered_stream
+    from anonynoise.io import Aedat4Writer
+
+    width, height = args.sensor
+    represent.warm_up()
+    events = clustered_stream(width, height, duration_s=args.seconds, seed=None)
+    window_us, bins = args.window_ms * 1000, 5
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out_path = out_dir / "demo-resampled.aedat4"
+    print(f"built-in example: {len(events):,} events of 16 moving blobs on a {width}x{height} "
+          f"sensor, {args.seconds:g} s, cut into {args.window_ms} ms windows of {bins} bins")
+    counts = np.empty((bins, 2, height, width), np.float32)
+    t_fwd = t_inv = 0.0
+    n_in = n_out = n_windows = 0
+    with Aedat4Writer(out_path, (width, height), camera_name="AnonyNoise demo") as writer:
+        for k in range((int(events.t[-1]) + 1) // window_us):  # complete windows only
+            t0 = k * window_us
+            window = events.slice_time(t0, t0 + window_us)
+            a = time.perf_counter()
+            represent.events_to_counts(window, t0, t0 + window_us, bins, out=counts)
+            b = time.perf_counter()
+            resampled = represent.counts_to_events(counts, t0, t0 + window_us)
+            c = time.perf_counter()
+            writer.write(resampled)
+            t_fwd, t_inv = t_fwd + (b - a), t_inv + (c - b)
+            n_in, n_out, n_windows = n_in + len(window), n_out + len(resampled), n_windows + 1
+    print(f"{n_windows} windows: events -> ({bins}, 2, {height}, {width}) float32 at "
+          f"{n_in / max(t_fwd, 1e-9) / 1e6:.0f} M events/s, tensor -> events at "
+          f"{n_out / max(t_inv, 1e-9) / 1e6:.0f} M events/s, {n_in:,} events in, "
+          f"{n_out:,} out")
+    print(f"the resampled stream (no anonymizer model yet: it comes with the method) went to "
+          f"{out_path}:")
+    _print_summary(summarize(str(out_path)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="anonynoise", description="AnonyNoise core tools.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    info = sub.add_parser("info", help="describe an event file (.aedat4, .raw, .dat, .npy, .npz)")
+    info.add_argument("file")
+    info.add_argument("--sensor", type=parse_sensor, metavar="WxH",
+                      help="sensor size where the file's header has none")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    info.set_defaults(func=cmd_info)
+    conv = sub.add_parser("convert", help="convert an event file (to .aedat4, .npz or .npy)")
+    conv.add_argument("input")
+    conv.add_argument("output")
+    conv.add_argument("--sensor", type=parse_sensor, metavar="WxH",
+                      help="sensor size where the input's header has none")
+    conv.set_defaults(func=cmd_convert)
+    demo = sub.add_parser("demo", help="run the core on the built-in example stream")
+    demo.add_argument("--sensor", type=parse_sensor, default=(128, 128), metavar="WxH")
+    demo.add_argument("--seconds", type=float, default=2.0)
+    demo.add_argument("--window-ms", type=int, default=20)
+    demo.add_argument("--out", default="demo-output", help="folder for the output recording")
+    demo.set_defaults(func=cmd_demo)
+    return ap
+
+
+def run(main, argv=None, prog: str = "anonynoise") -> int:
+    """Call main(argv), turning project errors into one line and an exit status."""
+    try:
+        return main(argv)
+    except AnonyNoiseError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug, not bad input: still one line unless asked for more
+        if os.environ.get("ANONYNOISE_DEBUG"):
+            raise
+        print(f"{prog}: internal error: {type(e).__name__}: {e} "
+              "(set ANONYNOISE_DEBUG=1 for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+def main(argv=None) -> int:
+    return run(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

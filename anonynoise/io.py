@@ -1,0 +1,522 @@
+"""Event files: read AEDAT 4, Prophesee RAW (EVT 2.0 / 3.0) and DAT, and NumPy files as an
+iterator of EventBatch; write AEDAT 4 and NumPy files.
+
+AEDAT 4 goes through dv-processing, Prophesee formats through expelliarmus. Only events ever
+come out of a reader: APS frames, IMU samples and triggers are counted for `info` and left in
+the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from anonynoise.errors import AnonyNoiseError
+from anonynoise.events import (
+    DVS_GESTURE_SENSOR,
+    PACKED_DTYPE,
+    EventBatch,
+    concatenate,
+    empty_events,
+    from_dv,
+    from_dvsgesture_array,
+    from_structured,
+    make_events,
+    to_structured,
+)
+
+AEDAT4_MAGIC = b"#!AER-DAT4.0"
+NUMPY_BATCH = 1 << 20  # events per batch when a NumPy file is iterated
+PROPHESEE_CHUNK = 1 << 18  # events per expelliarmus chunk
+
+SensorSize = Sequence[int]
+
+
+@dataclass(frozen=True)
+class RecordingInfo:
+    """What a file holds, as far as its header tells (counting events means reading it)."""
+
+    path: str
+    format: str
+    width: int
+    height: int
+    sensor_source: str  # where the size came from: header, caller, plugin name, inferred
+    camera: str | None = None
+    other_streams: dict[str, int] = field(default_factory=dict)  # e.g. {"frames": 3}
+
+
+def _check_readable(path: Path) -> None:
+    if not path.exists():
+        raise AnonyNoiseError(f"{path}: no such file")
+    if path.is_dir():
+        raise AnonyNoiseError(f"{path}: is a directory, not an event file")
+    if not os.access(path, os.R_OK):
+        raise AnonyNoiseError(f"{path}: permission denied")
+
+
+def _parse_sensor(sensor_size: SensorSize | None) -> tuple[int, int] | None:
+    if sensor_size is None:
+        return None
+    if len(sensor_size) not in (2, 3):
+        raise AnonyNoiseError(f"sensor size must be (width, height), got {sensor_size!r}")
+    return int(sensor_size[0]), int(sensor_size[1])
+
+
+class EventReader:
+    """Base of the readers: iterate for EventBatch objects; `info` says what the file is."""
+
+    info: RecordingInfo
+
+    def __iter__(self) -> Iterator[EventBatch]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "EventReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def sensor_size(self) -> tuple[int, int]:
+        return (self.info.width, self.info.height)
+
+
+# ---------------------------------------------------------------------------------------------
+# AEDAT 4 (dv-processing)
+
+
+def _dv_reason(error: Exception) -> str:
+    """A short reason from dv-processing's multi-line C++ exception text."""
+    text = str(error)
+    if "End-Of-File" in text or "EndOfFile" in text:
+        return "the file ends early (truncated, or not an AEDAT 4 file)"
+    if "truncated" in text or "corrupt" in text:
+        return "the file is truncated or corrupt"
+    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    first = re.sub(r"^\S+\.hpp\(\d+\):.*?\(\)\s*", "", first)  # drop the C++ location prefix
+    return first[:200]
+
+
+class Aedat4Reader(EventReader):
+    """Events of an AEDAT 4 file, batch by batch as stored (dv-processing MonoCameraRecording)."""
+
+    def __init__(self, path: str | os.PathLike):
+        import dv_processing as dv
+
+        self.path = Path(path)
+        _check_readable(self.path)
+        with open(self.path, "rb") as f:
+            if f.read(len(AEDAT4_MAGIC)) != AEDAT4_MAGIC:
+                raise AnonyNoiseError(f"{self.path}: not an AEDAT 4 file (no {AEDAT4_MAGIC.decode()} "
+                                      "header)")
+        try:
+            self._recording = dv.io.MonoCameraRecording(str(self.path))
+            has_events = self._recording.isEventStreamAvailable()
+        except RuntimeError as e:
+            raise AnonyNoiseError(f"{self.path}: cannot read: {_dv_reason(e)}") from None
+        if not has_events:
+            raise AnonyNoiseError(f"{self.path}: the recording has no event stream")
+        width, height = self._recording.getEventResolution()
+        self.info = RecordingInfo(str(self.path), "aedat4", int(width), int(height), "header",
+                                  camera=self._recording.getCameraName(),
+                                  other_streams=self._count_other_streams())
+
+    def _count_other_streams(self) -> dict[str, int]:
+        """Count frames, IMU samples and triggers; they are read here and never returned."""
+        rec = self._recording
+        counts = {}
+        try:
+            if rec.isFrameStreamAvailable():
+                n = 0
+                while rec.getNextFrame() is not None:
+                    n += 1
+                counts["frames"] = n
+            if rec.isImuStreamAvailable():
+                counts["imu"] = sum(len(b) for b in iter(rec.getNextImuBatch, None))
+            if rec.isTriggerStreamAvailable():
+                counts["triggers"] = sum(len(b) for b in iter(rec.getNextTriggerBatch, None))
+            rec.resetSequentialRead()
+        except RuntimeError as e:
+            raise AnonyNoiseError(f"{self.path}: cannot read: {_dv_reason(e)}") from None
+        return counts
+
+    def __iter__(self) -> Iterator[EventBatch]:
+        rec = self._recording
+        size = self.sensor_size
+        t_prev = None
+        try:
+            rec.resetSequentialRead()
+            while rec.isRunning():
+                store = rec.getNextEventBatch()
+                if store is None:
+                    break
+                if store.size() == 0:
+                    continue
+                try:
+                    batch = from_dv(store, size, t_prev=t_prev)
+                except AnonyNoiseError as e:
+                    raise AnonyNoiseError(f"{self.path}: {e}") from None
+                t_prev = int(batch.t[-1])
+                yield batch
+        except RuntimeError as e:
+            raise AnonyNoiseError(f"{self.path}: cannot read: {_dv_reason(e)}") from None
+
+    def close(self) -> None:
+        self._recording = None
+
+
+class Aedat4Writer:
+    """Write events to an AEDAT 4 file (dv-processing MonoCameraWriter, LZ4).
+
+    The file is written under a temporary name and moved into place by `close`, so an
+    existing file is only replaced by a complete one. dv-processing has no bulk numpy ->
+    EventStore path: conversion runs at a few million events per second.
+    """
+
+    def __init__(self, path: str | os.PathLike, sensor_size: SensorSize,
+                 camera_name: str = "AnonyNoise"):
+        import dv_processing as dv
+
+        self._dv = dv
+        self.path = Path(path)
+        self.width, self.height = _parse_sensor(sensor_size)
+        if self.path.is_dir():
+            raise AnonyNoiseError(f"{self.path}: is a directory")
+        if not self.path.parent.is_dir():
+            raise AnonyNoiseError(f"{self.path.parent}: no such directory")
+        # dv-processing aborts the process (no exception) unless the name ends in .aedat4.
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial.aedat4",
+                                   dir=self.path.parent)
+        os.close(fd)
+        self._tmp = Path(tmp)
+        config = dv.io.MonoCameraWriter.EventOnlyConfig(camera_name, (self.width, self.height))
+        try:
+            self._writer = dv.io.MonoCameraWriter(str(self._tmp), config)
+        except RuntimeError as e:
+            self._tmp.unlink(missing_ok=True)
+            raise AnonyNoiseError(f"{self.path}: cannot write: {_dv_reason(e)}") from None
+        self._t_last = None
+        self.events_written = 0
+
+    def write(self, events: EventBatch) -> None:
+        """Append a batch (same sensor, not earlier than what was written)."""
+        if self._writer is None:
+            raise AnonyNoiseError(f"{self.path}: writer is closed")
+        if events.sensor_size != (self.width, self.height):
+            raise AnonyNoiseError(f"{self.path}: events of a {events.width}x{events.height} "
+                                  f"sensor cannot go into a {self.width}x{self.height} file")
+        if not len(events):
+            return
+        if self._t_last is not None and events.t[0] < self._t_last:
+            raise AnonyNoiseError(f"{self.path}: events must be written in time order "
+                                  f"({self._t_last} -> {events.t[0]} µs)")
+        store = self._dv.EventStore()
+        push = store.push_back
+        for t, x, y, p in zip(events.t.tolist(), events.x.tolist(), events.y.tolist(),
+                              events.p.tolist()):
+            push(t, x, y, p == 1)
+        # A fresh store: dv's writeEvents of a sliceTime view would duplicate events.
+        self._writer.writeEventPacket(store.toPacket())
+        self._t_last = int(events.t[-1])
+        self.events_written += len(events)
+
+    def close(self) -> None:
+        """Finish the file and move it into place."""
+        if self._writer is None:
+            return
+        self._writer = None  # dv finalises the file when the writer is destroyed
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        """Drop what was written; an existing file at `path` is left untouched."""
+        self._writer = None
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> "Aedat4Writer":
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+# ---------------------------------------------------------------------------------------------
+# Prophesee RAW (EVT 2.0, EVT 3.0) and DAT (expelliarmus)
+
+# Sensor sizes by plugin name, for RAW headers without a geometry line (Gen3 and Gen4.1 EVKs).
+_PLUGIN_SENSORS = (
+    ("gen31", (640, 480)), ("gen3", (640, 480)),
+    ("gen41", (1280, 720)), ("gen4", (1280, 720)), ("imx636", (1280, 720)),
+    ("genx320", (320, 320)),
+)
+_WORD_BYTES = {"evt2": 4, "evt3": 2}
+
+
+def _read_header(path: Path) -> tuple[dict[str, str], int]:
+    """Prophesee '% key value' header lines and the header's length in bytes."""
+    fields: dict[str, str] = {}
+    offset = 0
+    with open(path, "rb") as f:
+        while True:
+            line = f.readline()
+            if not line.startswith(b"%"):
+                break
+            offset += len(line)
+            text = line[1:].decode("latin-1").strip()
+            if text.lower() == "end":
+                break
+            key, _, value = text.partition(" ")
+            fields[key.lower()] = value.strip()
+    return fields, offset
+
+
+class PropheseeReader(EventReader):
+    """Events of a Prophesee RAW (EVT 2.0 / EVT 3.0) or DAT file, in chunks (expelliarmus).
+
+    The sensor size comes from the header (geometry line, or Width/Height in DAT), else from
+    `sensor_size`, else from the plugin name. EVT 3.0 time bases differ between decoders
+    (see ../shared/data/real/SOURCES.md); this reader reports expelliarmus' timestamps.
+    """
+
+    def __init__(self, path: str | os.PathLike, sensor_size: SensorSize | None = None):
+        self.path = Path(path)
+        _check_readable(self.path)
+        header, header_bytes = _read_header(self.path)
+        size = self.path.stat().st_size
+        if self.path.suffix.lower() == ".dat":
+            self.encoding = "dat"
+            if not header or "version" not in header and "width" not in header:
+                raise AnonyNoiseError(f"{self.path}: not a Prophesee DAT file (no '% Width' / "
+                                      "'% Version' header)")
+            with open(self.path, "rb") as f:
+                f.seek(header_bytes)
+                type_and_size = f.read(2)
+            if len(type_and_size) == 2 and type_and_size[1] != 8:
+                raise AnonyNoiseError(f"{self.path}: unsupported DAT event size "
+                                      f"{type_and_size[1]} bytes (expected 8)")
+            data_bytes = size - header_bytes - len(type_and_size)
+            word = 8
+            geometry = (header.get("width"), header.get("height"))
+            from_header = None if None in geometry else (int(geometry[0]), int(geometry[1]))
+        else:
+            self.encoding = self._raw_encoding(header)
+            data_bytes = size - header_bytes
+            word = _WORD_BYTES[self.encoding]
+            from_header = None
+            match = re.fullmatch(r"(\d+)x(\d+)", header.get("geometry", ""))
+            if match:
+                from_header = (int(match.group(1)), int(match.group(2)))
+        if data_bytes % word:
+            raise AnonyNoiseError(f"{self.path}: the file is truncated ({data_bytes} data bytes "
+                                  f"is not a whole number of {word}-byte words)")
+        width, height, source = self._sensor(from_header, _parse_sensor(sensor_size),
+                                             header.get("plugin_name", ""))
+        self.info = RecordingInfo(str(self.path), self.encoding, width, height, source,
+                                  camera=header.get("plugin_name") or None)
+
+    def _raw_encoding(self, header: dict[str, str]) -> str:
+        if not header:
+            raise AnonyNoiseError(f"{self.path}: not a Prophesee RAW file (no '%' header)")
+        evt = header.get("evt", "") or header.get("format", "")
+        evt = evt.lower().replace("evt", "").split(";")[0].strip()
+        if evt in ("2.0", "2"):
+            return "evt2"
+        if evt in ("3.0", "3"):
+            return "evt3"
+        raise AnonyNoiseError(f"{self.path}: unsupported RAW encoding {evt or 'unknown'!r} "
+                              "(EVT 2.0 and EVT 3.0 are supported)")
+
+    def _sensor(self, from_header, from_caller, plugin):
+        if from_header is not None:
+            if from_caller is not None and from_caller != from_header:
+                raise AnonyNoiseError(f"{self.path}: the header says {from_header[0]}x"
+                                      f"{from_header[1]}, not {from_caller[0]}x{from_caller[1]}")
+            return (*from_header, "header")
+        if from_caller is not None:
+            return (*from_caller, "caller")
+        for key, wh in _PLUGIN_SENSORS:
+            if key in plugin.lower():
+                return (*wh, f"plugin name {plugin}")
+        raise AnonyNoiseError(f"{self.path}: the header gives no sensor size; pass it "
+                              "(for example --sensor 640x480)")
+
+    def __iter__(self) -> Iterator[EventBatch]:
+        from expelliarmus import Wizard
+
+        wizard = Wizard(encoding=self.encoding, fpath=str(self.path), chunk_size=PROPHESEE_CHUNK)
+        t_prev = None
+        try:
+            for chunk in wizard.read_chunk():
+                if chunk is None:
+                    raise AnonyNoiseError(f"{self.path}: expelliarmus could not decode the file")
+                if not len(chunk):
+                    continue
+                try:
+                    batch = from_structured(chunk, self.sensor_size, t_prev=t_prev)
+                except AnonyNoiseError as e:
+                    raise AnonyNoiseError(f"{self.path}: {e}") from None
+                t_prev = int(batch.t[-1])
+                yield batch
+        except (ValueError, TypeError, OSError) as e:
+            raise AnonyNoiseError(f"{self.path}: cannot decode: {e}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# NumPy: .npz (ours), .npy (structured events, or DVS-Gesture N x 4 float)
+
+
+class NumpyReader(EventReader):
+    """Events of an .npz written by `save_npz`, or of an .npy holding a structured event array
+    (fields x, y, t, p; t in µs) or tonic's DVS-Gesture N x 4 float array (t in ms)."""
+
+    def __init__(self, path: str | os.PathLike, sensor_size: SensorSize | None = None):
+        self.path = Path(path)
+        _check_readable(self.path)
+        caller = _parse_sensor(sensor_size)
+        try:
+            if self.path.suffix.lower() == ".npz":
+                events, source = self._load_npz(caller), "header"
+            else:
+                events, source = self._load_npy(caller)
+        except AnonyNoiseError as e:
+            raise AnonyNoiseError(f"{self.path}: {e}") from None
+        except (ValueError, OSError, EOFError) as e:
+            raise AnonyNoiseError(f"{self.path}: not a readable NumPy file "
+                                  f"({str(e).splitlines()[0][:160]})") from None
+        self._events = events
+        fmt = "dvs-gesture npy" if source == "DVS-Gesture" else self.path.suffix.lower()[1:]
+        self.info = RecordingInfo(str(self.path), fmt, events.width, events.height, source)
+
+    def _load_npz(self, caller):
+        with np.load(self.path, allow_pickle=False) as data:
+            missing = [k for k in ("t", "x", "y", "p", "width", "height") if k not in data]
+            if missing:
+                raise AnonyNoiseError(f"not an event .npz (missing {', '.join(missing)})")
+            w, h = int(data["width"]), int(data["height"])
+            if caller is not None and caller != (w, h):
+                raise AnonyNoiseError(f"the file says {w}x{h}, not {caller[0]}x{caller[1]}")
+            return make_events(data["t"], data["x"], data["y"], data["p"], w, h)
+
+    def _load_npy(self, caller):
+        array = np.load(self.path, allow_pickle=False)
+        if array.dtype.names:
+            if caller is not None:
+                return from_structured(array, caller), "caller"
+            if not len(array):
+                raise AnonyNoiseError("an empty structured array has no sensor size; pass it")
+            w, h = int(array["x"].max()) + 1, int(array["y"].max()) + 1
+            return from_structured(array, (w, h)), "inferred from the events"
+        if array.ndim == 2 and array.shape[1] == 4 and array.dtype.kind == "f":
+            if caller is not None and caller != DVS_GESTURE_SENSOR:
+                raise AnonyNoiseError("DVS-Gesture files are 128x128")
+            return from_dvsgesture_array(array), "DVS-Gesture"
+        raise AnonyNoiseError(f"holds a {array.dtype} array of shape {array.shape}, not events "
+                              "(expected a structured array or a DVS-Gesture N x 4 array)")
+
+    def __iter__(self) -> Iterator[EventBatch]:
+        for i in range(0, len(self._events), NUMPY_BATCH):
+            yield self._events[i:i + NUMPY_BATCH]
+
+
+def save_npz(path: str | os.PathLike, events: EventBatch) -> None:
+    """Write events and the sensor size to an .npz (read back by `open_events`)."""
+    _atomic_save(Path(path), lambda f: np.savez(f, t=events.t, x=events.x, y=events.y,
+                                                p=events.p, width=events.width,
+                                                height=events.height))
+
+
+def save_npy(path: str | os.PathLike, events: EventBatch, dtype: np.dtype = PACKED_DTYPE) -> None:
+    """Write events as a structured .npy (13-byte packed records by default; the sensor size
+    is not stored: pass it when reading back)."""
+    _atomic_save(Path(path), lambda f: np.save(f, to_structured(events, dtype)))
+
+
+def _atomic_save(path: Path, save) -> None:
+    if not path.parent.is_dir():
+        raise AnonyNoiseError(f"{path.parent}: no such directory")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            save(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ---------------------------------------------------------------------------------------------
+# Dispatch by file name
+
+_READERS = {".aedat4": "aedat4", ".raw": "prophesee", ".dat": "prophesee", ".npy": "numpy",
+            ".npz": "numpy"}
+
+
+def open_events(path: str | os.PathLike, sensor_size: SensorSize | None = None) -> EventReader:
+    """A reader for an event file, chosen by its extension."""
+    path = Path(path)
+    _check_readable(path)
+    kind = _READERS.get(path.suffix.lower())
+    if kind is None:
+        raise AnonyNoiseError(f"{path}: unknown event file type {path.suffix or '(none)'!r} "
+                              f"(known: {', '.join(sorted(_READERS))})")
+    if kind == "aedat4":
+        if sensor_size is not None:
+            _parse_sensor(sensor_size)  # the header decides; a wrong guess is caught below
+        reader = Aedat4Reader(path)
+        if sensor_size is not None and tuple(sensor_size[:2]) != reader.sensor_size:
+            raise AnonyNoiseError(f"{path}: the header says {reader.info.width}x"
+                                  f"{reader.info.height}, not {sensor_size[0]}x{sensor_size[1]}")
+        return reader
+    if kind == "prophesee":
+        return PropheseeReader(path, sensor_size)
+    return NumpyReader(path, sensor_size)
+
+
+def read_events(path: str | os.PathLike, sensor_size: SensorSize | None = None) -> EventBatch:
+    """All events of a file in one batch (for small files; stream large ones with open_events)."""
+    with open_events(path, sensor_size) as reader:
+        batches = list(reader)
+        return concatenate(batches) if batches else empty_events(*reader.sensor_size)
+
+
+def write_events(path: str | os.PathLike, events: EventBatch | Iterable[EventBatch],
+                 sensor_size: SensorSize | None = None) -> int:
+    """Write one batch or an iterable of batches to .aedat4, .npz or .npy; returns the count."""
+    path = Path(path)
+    batches = [events] if isinstance(events, EventBatch) else events
+    suffix = path.suffix.lower()
+    if suffix == ".aedat4":
+        it = iter(batches)
+        first = next(it, None)
+        if first is None and sensor_size is None:
+            raise AnonyNoiseError(f"{path}: no events and no sensor size to write")
+        size = sensor_size if sensor_size is not None else first.sensor_size
+        with Aedat4Writer(path, size) as writer:
+            for b in ([first] if first is not None else []):
+                writer.write(b)
+            for b in it:
+                writer.write(b)
+            return writer.events_written
+    if suffix in (".npz", ".npy"):
+        batches = list(batches)
+        if not batches:
+            if sensor_size is None:
+                raise AnonyNoiseError(f"{path}: no events and no sensor size to write")
+            joined = empty_events(*_parse_sensor(sensor_size))
+        else:
+            joined = concatenate(batches)
+        (save_npz if suffix == ".npz" else save_npy)(path, joined)
+        return len(joined)
+    raise AnonyNoiseError(f"{path}: cannot write {suffix or 'files without extension'!r} "
+                          "(writable: .aedat4, .npz, .npy)")

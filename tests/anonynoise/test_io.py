@@ -1,0 +1,209 @@
+import numpy as np
+import pytest
+
+from anonynoise.errors import AnonyNoiseError
+from anonynoise.events import make_events, to_dvsgesture_array, to_structured
+from anonynoise.examples import clustered_stream
+from anonynoise.io import (
+    Aedat4Writer,
+    open_events,
+    read_events,
+    save_npy,
+    save_npz,
+    write_events,
+)
+
+# Counts from ../shared/data/real/SOURCES.md (faery, dv-processing, aedat and expelliarmus agree).
+REAL = {
+    "face_dvxplorer.aedat4": (111_954, (320, 240)),
+    "robotarm_davis346.aedat4": (117_667, (346, 260)),
+    "spinner_gen3_evt2.raw": (539_481, (640, 480)),
+    "road_gen41_evt3.raw": (219_596, (1280, 720)),
+    "sky_imx636_evt3.raw": (1_218_618, (1280, 720)),
+    "sky_imx636.dat": (1_218_618, (1280, 720)),
+}
+
+
+def same_events(a, b):
+    return a.sensor_size == b.sensor_size and all(np.array_equal(getattr(a, f), getattr(b, f))
+                                                  for f in "txyp")
+
+
+@pytest.mark.parametrize("name", sorted(REAL))
+def test_real_recordings_read_with_the_published_counts(real_file, name):
+    count, size = REAL[name]
+    with open_events(real_file(name)) as reader:
+        assert reader.sensor_size == size
+        t_prev, n, batches = None, 0, 0
+        for batch in reader:
+            assert batch.sensor_size == size
+            assert np.all(np.diff(batch.t) >= 0)
+            assert t_prev is None or batch.t[0] >= t_prev  # also across batches
+            t_prev = int(batch.t[-1]) if len(batch) else t_prev
+            n += len(batch)
+            batches += 1
+    assert n == count
+    assert batches > 1 or count < 300_000  # streamed in batches, not one concatenated array
+
+
+def test_aps_frames_are_reported_but_never_returned_as_events(real_file):
+    path = real_file("robotarm_davis346.aedat4")
+    with open_events(path) as reader:
+        assert reader.info.other_streams == {"frames": 3, "imu": 130, "triggers": 15}
+        assert reader.info.camera == "DAVIS346_00000104"
+        total = sum(len(b) for b in reader)
+    assert total == 117_667  # exactly the event stream: no frame pixels among the events
+
+
+def test_face_recording_metadata(real_file):
+    with open_events(real_file("face_dvxplorer.aedat4")) as reader:
+        assert reader.info.other_streams == {"imu": 475, "triggers": 0}
+        first = next(iter(reader))
+    assert first.t[0] == 1605537493718345
+
+
+def test_prophesee_sizes_come_from_header_or_plugin(real_file):
+    assert open_events(real_file("sky_imx636_evt3.raw")).info.sensor_source == "header"
+    spinner = open_events(real_file("spinner_gen3_evt2.raw"))
+    assert spinner.info.sensor_source.startswith("plugin name hal_plugin_gen3")
+    assert open_events(real_file("spinner_gen3_evt2.raw"), (640, 480)).info.sensor_source == \
+        "caller"
+    with pytest.raises(AnonyNoiseError, match="header says 1280x720, not 640x480"):
+        open_events(real_file("sky_imx636.dat"), (640, 480))
+
+
+def test_dat_and_evt3_twins_agree_on_x_y_p(real_file):
+    dat = read_events(real_file("sky_imx636.dat"))
+    evt3 = read_events(real_file("sky_imx636_evt3.raw"))
+    assert np.array_equal(dat.x, evt3.x) and np.array_equal(dat.y, evt3.y)
+    assert np.array_equal(dat.p, evt3.p)
+
+
+def test_expelliarmus_reference_npy_matches_our_evt3_reading(real_file):
+    ref = read_events(real_file("road_gen41_evt3.expelliarmus.npy"), (1280, 720))
+    ours = read_events(real_file("road_gen41_evt3.raw"))
+    assert same_events(ref, ours)
+
+
+def test_aedat4_round_trip_of_a_real_recording_is_exact(real_file, tmp_path):
+    ev = read_events(real_file("face_dvxplorer.aedat4"))
+    out = tmp_path / "face.aedat4"
+    assert write_events(out, ev) == 111_954
+    assert same_events(read_events(out), ev)
+    assert list(tmp_path.iterdir()) == [out]  # no temporary file left behind
+
+
+def test_aedat4_round_trip_in_many_batches(tmp_path):
+    ev = clustered_stream(64, 48, duration_s=0.2, rate=2e5, seed=1)
+    out = tmp_path / "s.aedat4"
+    with Aedat4Writer(out, (64, 48)) as w:
+        for k in range(0, 200_000, 30_000):
+            w.write(ev.slice_time(k, k + 30_000))  # slices of one batch: no duplicates
+    back = read_events(out)
+    assert len(back) == len(ev) and same_events(back, ev)
+
+
+def test_writer_refuses_bad_batches_and_keeps_an_existing_file(tmp_path):
+    out = tmp_path / "keep.aedat4"
+    good = make_events([0, 5], [0, 1], [0, 1], [0, 1], 4, 3)
+    write_events(out, good)
+    with pytest.raises(AnonyNoiseError, match="time order"):
+        with Aedat4Writer(out, (4, 3)) as w:
+            w.write(make_events([10], [0], [0], [0], 4, 3))
+            w.write(make_events([3], [0], [0], [0], 4, 3))
+    assert same_events(read_events(out), good)  # the aborted write left the old file intact
+    with pytest.raises(AnonyNoiseError, match="sensor cannot go into"):
+        with Aedat4Writer(tmp_path / "x.aedat4", (4, 3)) as w:
+            w.write(make_events([0], [0], [0], [0], 5, 3))
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.aedat4"]
+
+
+def test_writer_to_a_missing_folder(tmp_path):
+    with pytest.raises(AnonyNoiseError, match="no such directory"):
+        Aedat4Writer(tmp_path / "nope" / "a.aedat4", (4, 3))
+
+
+def test_npz_and_npy_round_trip(tmp_path):
+    ev = clustered_stream(40, 30, duration_s=0.05, rate=1e5, seed=2)
+    save_npz(tmp_path / "e.npz", ev)
+    assert same_events(read_events(tmp_path / "e.npz"), ev)
+    save_npy(tmp_path / "e.npy", ev)
+    assert same_events(read_events(tmp_path / "e.npy", (40, 30)), ev)
+    inferred = open_events(tmp_path / "e.npy")
+    assert inferred.info.sensor_source == "inferred from the events"
+    np.save(tmp_path / "tonic.npy", to_structured(ev))
+    assert same_events(read_events(tmp_path / "tonic.npy", (40, 30, 2)), ev)
+
+
+def test_dvsgesture_npy_file(tmp_path):
+    ev = make_events([1000, 1500, 2250], [0, 64, 127], [127, 3, 0], [1, 0, 1], 128, 128)
+    np.save(tmp_path / "3.npy", to_dvsgesture_array(ev))
+    reader = open_events(tmp_path / "3.npy")
+    assert reader.info.format == "dvs-gesture npy" and reader.sensor_size == (128, 128)
+    assert same_events(read_events(tmp_path / "3.npy"), ev)
+
+
+def test_invalid_events_in_a_file_name_the_file(tmp_path):
+    arr = np.zeros(3, dtype=[("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("p", "u1")])
+    arr["t"] = [5, 3, 9]
+    np.save(tmp_path / "bad.npy", arr)
+    with pytest.raises(AnonyNoiseError, match=r"bad\.npy: invalid events: timestamps decrease"):
+        read_events(tmp_path / "bad.npy", (4, 4))
+    arr["t"] = [1, 2, 3]
+    arr["x"] = [0, 1, 9]
+    np.save(tmp_path / "outside.npy", arr)
+    with pytest.raises(AnonyNoiseError, match="outside the 4x4 sensor"):
+        read_events(tmp_path / "outside.npy", (4, 4))
+
+
+@pytest.fixture
+def bad_files(tmp_path, real_file):
+    """Broken inputs of every kind, made from the real recordings where they matter."""
+    face = real_file("face_dvxplorer.aedat4").read_bytes()
+    raw = real_file("road_gen41_evt3.raw").read_bytes()
+    dat = real_file("sky_imx636.dat").read_bytes()
+    files = {
+        "text.aedat4": b"hello, I am a text file\n",
+        "truncated.aedat4": face[:300_000],
+        "header-only.aedat4": face[:2_000],
+        "empty.aedat4": b"",
+        "text.raw": b"hello\n",
+        "odd.raw": raw[:300_001],
+        "text.dat": b"hello\n",
+        "truncated.dat": dat[:100_005],
+        "text.npy": b"not numpy",
+        "evt4.raw": b"% evt 4.0\n% end\n\x00\x00",
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    return tmp_path
+
+
+@pytest.mark.parametrize("name, message", [
+    ("text.aedat4", "not an AEDAT 4 file"),
+    ("empty.aedat4", "not an AEDAT 4 file"),
+    ("truncated.aedat4", "truncated or corrupt"),
+    ("header-only.aedat4", "ends early"),
+    ("text.raw", "not a Prophesee RAW file"),
+    ("odd.raw", "truncated"),
+    ("text.dat", "not a Prophesee DAT file"),
+    ("truncated.dat", "truncated"),
+    ("text.npy", "not a readable NumPy file"),
+    ("evt4.raw", "unsupported RAW encoding"),
+])
+def test_broken_files_raise_one_line_errors(bad_files, name, message):
+    with pytest.raises(AnonyNoiseError, match=message) as err:
+        read_events(bad_files / name)
+    assert "\n" not in str(err.value) and name in str(err.value)
+
+
+def test_missing_file_and_unknown_type(tmp_path):
+    with pytest.raises(AnonyNoiseError, match="no such file"):
+        open_events(tmp_path / "missing.aedat4")
+    (tmp_path / "x.csv").write_text("1,2,3\n")
+    with pytest.raises(AnonyNoiseError, match="unknown event file type '.csv'"):
+        open_events(tmp_path / "x.csv")
+    with pytest.raises(AnonyNoiseError, match="is a directory"):
+        open_events(tmp_path)
+    with pytest.raises(AnonyNoiseError, match="cannot write '.txt'"):
+        write_events(tmp_path / "x.txt", make_events([0], [0], [0], [0], 2, 2))

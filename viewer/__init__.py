@@ -1,0 +1,1 @@
+"""The pyqtgraph live viewer of the anonymized stream."""
