@@ -1,0 +1,109 @@
+"""The `anonynoise` command as a user runs it: a real process, its output and exit status."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from anonynoise.events import make_events
+from anonynoise.io import read_events, save_npy
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "anonynoise", *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def assert_one_line_error(proc, *fragments):
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("anonynoise: error: "), proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+    assert proc.stdout == ""
+
+
+def test_info_on_the_davis_recording(real_file):
+    proc = run_cli("info", real_file("robotarm_davis346.aedat4"))
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "346x260 (from header)" in out and "117,667" in out
+    assert "frames (3)" in out and "imu (130)" in out and "triggers (15)" in out
+    assert "DAVIS346_00000104" in out
+
+
+def test_info_json_on_the_face_recording(real_file):
+    proc = run_cli("info", "--json", real_file("face_dvxplorer.aedat4"))
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert info["events"] == 111_954 and info["sensor"] == [320, 240]
+    assert info["t_first_us"] == 1605537493718345
+    assert info["duration_s"] == pytest.approx(0.589917, abs=1e-6)
+    assert info["event_rate_per_s"] == pytest.approx(111_954 / 0.589917)
+
+
+def test_info_on_prophesee_files(real_file):
+    proc = run_cli("info", "--json", real_file("spinner_gen3_evt2.raw"))
+    assert json.loads(proc.stdout)["events"] == 539_481
+    proc = run_cli("info", "--json", "--sensor", "1280x720",
+                   real_file("road_gen41_evt3.expelliarmus.npy"))
+    assert json.loads(proc.stdout)["events"] == 219_596
+
+
+@pytest.fixture
+def broken(tmp_path, real_file):
+    face = real_file("face_dvxplorer.aedat4").read_bytes()
+    (tmp_path / "text.aedat4").write_text("just some text\n")
+    (tmp_path / "truncated.aedat4").write_bytes(face[:300_000])
+    arr = np.zeros(3, dtype=[("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("p", "u1")])
+    arr["t"], arr["x"] = [1, 2, 3], [0, 1, 400]
+    np.save(tmp_path / "outside.npy", arr)
+    arr["t"], arr["x"] = [5, 2, 9], [0, 1, 2]
+    np.save(tmp_path / "decreasing.npy", arr)
+    return tmp_path
+
+
+@pytest.mark.parametrize("name, extra, fragments", [
+    ("missing.aedat4", [], ["missing.aedat4: no such file"]),
+    ("text.aedat4", [], ["text.aedat4: not an AEDAT 4 file"]),
+    ("truncated.aedat4", [], ["truncated.aedat4", "truncated or corrupt"]),
+    ("outside.npy", ["--sensor", "346x260"], ["x=400", "outside the 346x260 sensor"]),
+    ("decreasing.npy", ["--sensor", "346x260"], ["timestamps decrease at event 1"]),
+])
+def test_bad_input_gives_one_line_and_a_non_zero_exit(broken, name, extra, fragments):
+    assert_one_line_error(run_cli("info", broken / name, *extra), *fragments)
+
+
+def test_bad_sensor_argument_is_a_usage_error(tmp_path):
+    proc = run_cli("info", tmp_path / "x.npy", "--sensor", "640by480")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "expected WIDTHxHEIGHT" in proc.stderr
+
+
+def test_convert_raw_to_aedat4_keeps_every_event(real_file, tmp_path):
+    out = tmp_path / "road.aedat4"
+    proc = run_cli("convert", real_file("road_gen41_evt3.raw"), out)
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote 219,596 events" in proc.stdout
+    a, b = read_events(real_file("road_gen41_evt3.raw")), read_events(out)
+    assert all(np.array_equal(getattr(a, f), getattr(b, f)) for f in "txyp")
+
+
+def test_convert_does_not_clobber_the_output_on_failure(tmp_path):
+    ok = make_events([0, 1], [0, 3], [0, 1], [0, 1], 4, 4)
+    save_npy(tmp_path / "in.npy", ok)
+    (tmp_path / "out.aedat4").write_bytes(b"previous content")
+    proc = run_cli("convert", tmp_path / "in.npy", tmp_path / "out.aedat4", "--sensor", "2x2")
+    assert_one_line_error(proc, "outside the 2x2 sensor")
+    assert (tmp_path / "out.aedat4").read_bytes() == b"previous content"
+
+
+def test_demo_runs_and_writes_a_readable_recording(tmp_path):
+    proc = run_cli("demo", "--seconds", "0.3", "--out", tmp_path / "demo")
+    assert proc.returncode == 0, proc.stderr
+    assert "15 windows" in proc.stdout
+    out = read_events(tmp_path / "demo" / "demo-resampled.aedat4")
+    assert out.sensor_size == (128, 128) and 0 < out.t[-1] < 300_000

@@ -1,0 +1,19 @@
+"""Each benchmark script runs on a tiny size, so the scripts do not rot (timings not asserted)."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def test_represent_benchmark_runs_and_reports_ratios():
+    proc = subprocess.run([sys.executable, str(BENCH / "represent.py"), "--tiny"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    for size in ("128x128", "346x260", "640x480"):
+        rows = [line for line in out.splitlines() if line.startswith(size)]
+        assert any("tonic ToFrame" in r and re.search(r"ours [\d.]+x", r) for r in rows), out
+        assert any("tensor -> events" in r and "ours" in r for r in rows), out
