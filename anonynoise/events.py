@@ -36,7 +36,8 @@ class EventBatch:
     Always valid: the constructor checks dtypes, coordinates, polarities and time order (the
     numba kernels rely on it and do no bounds checks). `make_events` and the `from_*`
     converters cast other dtypes first; `trusted` skips the checks for code whose output is
-    valid by construction.
+    valid by construction. The fields are read-only views, so a batch cannot be made invalid
+    through itself after the check (copy an array to change it).
     """
 
     t: np.ndarray
@@ -58,6 +59,8 @@ class EventBatch:
             if not a.flags.c_contiguous:
                 raise AnonyNoiseError(f"invalid events: field {name} must be contiguous")
         _check_sensor_size(self.width, self.height)
+        for name in ("t", "x", "y", "p"):
+            object.__setattr__(self, name, _read_only(getattr(self, name)))
         validate_events(self)
 
     @classmethod
@@ -67,7 +70,8 @@ class EventBatch:
         of a valid batch. Anything else must go through the constructor."""
         self = object.__new__(cls)
         for name, value in zip(("t", "x", "y", "p", "width", "height"),
-                               (t, x, y, p, int(width), int(height))):
+                               (_read_only(t), _read_only(x), _read_only(y), _read_only(p),
+                                int(width), int(height))):
             object.__setattr__(self, name, value)
         return self
 
@@ -98,6 +102,15 @@ class EventBatch:
     def __repr__(self) -> str:
         span = f", t=[{self.t[0]}, {self.t[-1]}]" if len(self) else ""
         return f"EventBatch({len(self)} events, {self.width}x{self.height}{span})"
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    """A read-only view (the kernels then also compile for read-only arrays only)."""
+    if not a.flags.writeable:
+        return a
+    view = a.view()
+    view.flags.writeable = False
+    return view
 
 
 def _check_sensor_size(width: int, height: int) -> None:
