@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from anonynoise.events import make_events
-from anonynoise.io import read_events, save_npy
+from anonynoise.examples import clustered_stream
+from anonynoise.io import read_events, save_npy, write_events
 
 
 def run_cli(*args, cwd=None):
@@ -54,10 +55,11 @@ def test_info_on_prophesee_files(real_file):
 
 
 @pytest.fixture
-def broken(tmp_path, real_file):
-    face = real_file("face_dvxplorer.aedat4").read_bytes()
+def broken(tmp_path):
+    write_events(tmp_path / "whole.aedat4", clustered_stream(64, 48, duration_s=0.1, seed=1))
+    whole = (tmp_path / "whole.aedat4").read_bytes()
     (tmp_path / "text.aedat4").write_text("just some text\n")
-    (tmp_path / "truncated.aedat4").write_bytes(face[:300_000])
+    (tmp_path / "truncated.aedat4").write_bytes(whole[: len(whole) // 2])
     arr = np.zeros(3, dtype=[("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("p", "u1")])
     arr["t"], arr["x"] = [1, 2, 3], [0, 1, 400]
     np.save(tmp_path / "outside.npy", arr)

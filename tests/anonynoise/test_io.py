@@ -156,26 +156,38 @@ def test_invalid_events_in_a_file_name_the_file(tmp_path):
         read_events(tmp_path / "outside.npy", (4, 4))
 
 
+def aedat4_bytes(tmp_path, events=200_000):
+    """A valid AEDAT 4 file of our own making, to cut and break."""
+    path = tmp_path / "source.aedat4"
+    write_events(path, clustered_stream(64, 48, duration_s=events / 2e6, seed=4))
+    data = path.read_bytes()
+    path.unlink()
+    return data
+
+
 @pytest.fixture
-def bad_files(tmp_path, real_file):
-    """Broken inputs of every kind, made from the real recordings where they matter."""
-    face = real_file("face_dvxplorer.aedat4").read_bytes()
-    raw = real_file("road_gen41_evt3.raw").read_bytes()
-    dat = real_file("sky_imx636.dat").read_bytes()
+def bad_files(tmp_path):
+    """Broken inputs of every kind (made here, so these tests need no recordings)."""
+    aedat = aedat4_bytes(tmp_path)
+    assert len(aedat) > 400_000
+    dat_header = b"% Width 4\n% Height 4\n% Version 2\n" + bytes([0x0C, 0x08])
     files = {
         "text.aedat4": b"hello, I am a text file\n",
-        "truncated.aedat4": face[:300_000],
-        "header-only.aedat4": face[:2_000],
+        "truncated.aedat4": aedat[: len(aedat) // 2],
+        "header-only.aedat4": aedat[:2_000],
         "empty.aedat4": b"",
         "text.raw": b"hello\n",
-        "odd.raw": raw[:300_001],
+        "odd.raw": b"% evt 3.0\n% end\n" + bytes(1001),
         "text.dat": b"hello\n",
-        "truncated.dat": dat[:100_005],
+        "truncated.dat": dat_header + bytes(8 * 100 + 3),
         "text.npy": b"not numpy",
         "evt4.raw": b"% evt 4.0\n% end\n\x00\x00",
+        "missing-fields.npz": None,
     }
     for name, data in files.items():
-        (tmp_path / name).write_bytes(data)
+        if data is not None:
+            (tmp_path / name).write_bytes(data)
+    np.savez(tmp_path / "missing-fields.npz", t=np.arange(3), x=np.zeros(3))
     return tmp_path
 
 
@@ -183,13 +195,14 @@ def bad_files(tmp_path, real_file):
     ("text.aedat4", "not an AEDAT 4 file"),
     ("empty.aedat4", "not an AEDAT 4 file"),
     ("truncated.aedat4", "truncated or corrupt"),
-    ("header-only.aedat4", "ends early"),
+    ("header-only.aedat4", "truncated"),
     ("text.raw", "not a Prophesee RAW file"),
     ("odd.raw", "truncated"),
     ("text.dat", "not a Prophesee DAT file"),
     ("truncated.dat", "truncated"),
     ("text.npy", "not a readable NumPy file"),
     ("evt4.raw", "unsupported RAW encoding"),
+    ("missing-fields.npz", "missing y, p, width, height"),
 ])
 def test_broken_files_raise_one_line_errors(bad_files, name, message):
     with pytest.raises(AnonyNoiseError, match=message) as err:
