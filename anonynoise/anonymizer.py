@@ -1,0 +1,180 @@
+"""The anonymizer runtime: a checkpoint in; a window of events -> anonymized events out.
+
+events -> count tensor (represent.py) -> anonymizer net under inference mode -> finiteness
+check -> events sampled back (represent.py). It fails closed: a window whose anonymization
+fails for any reason (non-finite output, out of memory, an exception in the net) is refused
+with AnonymizationRefused and counted; nothing of it is returned. The noise comes from OS
+entropy: the torch generator is reseeded from os.urandom for every window (a default
+torch.Generator starts from a public constant), and the event sampler draws its own seed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from anonynoise import represent
+from anonynoise.checkpoint import Checkpoint, CheckpointError, Representation, load_checkpoint
+from anonynoise.errors import AnonyNoiseError
+from anonynoise.events import EventBatch
+from anonynoise.models import ANONYMIZER_KINDS
+
+log = logging.getLogger(__name__)
+
+# Mean |max(anonymized, 0) - input| (what the sampler sees) relative to the mean input on the
+# calibration window, below which a net counts as near-identity: its output would be the raw
+# events again (fail open).
+MIN_NOISE_STRENGTH = 0.05
+
+
+class AnonymizationRefused(AnonyNoiseError):
+    """A window that could not be anonymized; it must be dropped, never sent raw."""
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' is CUDA when there is a GPU, else the CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except RuntimeError as e:
+        raise AnonyNoiseError(f"unknown device {device!r}: {e}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise AnonyNoiseError("--device cuda: no CUDA GPU is available here")
+    return device
+
+
+@dataclass
+class AnonymizedWindow:
+    """One anonymized window: the events to publish and the tensor they were sampled from."""
+
+    events: EventBatch
+    tensor: np.ndarray  # (bins, 2, H, W) float32, the net's output
+    t_start: int
+    t_end: int
+
+
+class Anonymizer:
+    """Anonymize windows of events with an anonymizer checkpoint.
+
+    threads: CPU threads for torch (None leaves torch's setting). channels_last: None picks
+    it on the CPU, where it is faster for these nets. seed: for tests only; the default draws
+    every window's noise from OS entropy. allow_weak: accept a near-identity net.
+    """
+
+    def __init__(self, checkpoint: str | os.PathLike | Checkpoint, device: str = "auto", *,
+                 threads: int | None = None, channels_last: bool | None = None,
+                 seed: int | None = None, allow_weak: bool = False,
+                 max_events: int = represent.DEFAULT_MAX_EVENTS):
+        ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else \
+            load_checkpoint(Path(checkpoint), ANONYMIZER_KINDS)
+        if ckpt.kind not in ANONYMIZER_KINDS:
+            raise CheckpointError(f"{ckpt.source}: is a {ckpt.kind} checkpoint, expected an "
+                                  "anonymizer")
+        if ckpt.representation is None:
+            raise CheckpointError(f"{ckpt.source}: the checkpoint does not say which event "
+                                  "representation it was trained on")
+        self.checkpoint = ckpt
+        self.representation: Representation = ckpt.representation
+        if self.representation.channels != ckpt.arch.get("channels"):
+            raise CheckpointError(f"{ckpt.source}: the net takes {ckpt.arch.get('channels')} "
+                                  f"channels but the representation has "
+                                  f"{self.representation.channels}")
+        if threads is not None:
+            torch.set_num_threads(int(threads))
+        self.device = resolve_device(device)
+        self.channels_last = (self.device.type == "cpu") if channels_last is None else channels_last
+        self.net = ckpt.build(self.device)
+        if self.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self._seed = seed
+        self._generator = torch.Generator(device=self.device)
+        self._lock = threading.Lock()  # one generator and one counter set per instance
+        self.max_events = int(max_events)
+        self.windows = 0
+        self.refused = 0
+        represent.warm_up()
+        self.noise_strength = self._calibrate()
+        if self.noise_strength < MIN_NOISE_STRENGTH and not allow_weak:
+            raise CheckpointError(
+                f"{ckpt.source}: refused: its noise on a calibration window is "
+                f"{self.noise_strength:.1%} of the signal (below {MIN_NOISE_STRENGTH:.0%}), so "
+                "its output would be close to the raw events; pass allow_weak (--allow-weak) "
+                "to use it anyway")
+
+    @property
+    def bins(self) -> int:
+        return self.representation.bins
+
+    def _reseed(self) -> None:
+        if self._seed is None:
+            self._generator.manual_seed(int.from_bytes(os.urandom(8), "little"))
+        else:
+            self._generator.manual_seed(self._seed + self.windows)
+
+    def anonymize_tensor(self, counts: np.ndarray) -> np.ndarray:
+        """The net's output for one (bins, 2, H, W) float32 count tensor; raises
+        AnonymizationRefused (and counts it) where it fails or is not finite."""
+        with self._lock:
+            try:
+                self._reseed()
+                x = torch.from_numpy(np.ascontiguousarray(counts, dtype=np.float32))
+                x = x.reshape(1, -1, *counts.shape[-2:]).to(self.device)
+                if self.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with torch.inference_mode():
+                    y = self.net(x, generator=self._generator)
+                    finite = bool(torch.isfinite(y).all())
+                if not finite:
+                    raise AnonymizationRefused("the anonymizer returned non-finite values")
+                out = y.to("cpu").contiguous().numpy().reshape(counts.shape)
+            except AnonymizationRefused:
+                self.refused += 1
+                raise
+            except Exception as e:  # out of memory, a broken net: fail closed all the same
+                self.refused += 1
+                reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+                raise AnonymizationRefused(f"anonymization failed: {type(e).__name__}: "
+                                           f"{reason}") from None
+            self.windows += 1
+            return out
+
+    def anonymize(self, events: EventBatch, t_start: int, t_end: int) -> AnonymizedWindow:
+        """Anonymize the events of [t_start, t_end); refused windows raise
+        AnonymizationRefused and are counted in `refused`."""
+        counts = represent.events_to_counts(events, t_start, t_end, self.bins)
+        tensor = self.anonymize_tensor(counts)
+        try:
+            out = represent.counts_to_events(
+                tensor, t_start, t_end, max_events=self.max_events,
+                seed=None if self._seed is None else self._seed + self.windows)
+        except AnonyNoiseError as e:
+            with self._lock:
+                self.refused += 1
+            raise AnonymizationRefused(str(e)) from None
+        return AnonymizedWindow(out, tensor, int(t_start), int(t_end))
+
+    def _calibrate(self) -> float:
+        """Relative noise strength on a synthetic window (and a warm-up of the whole path)."""
+        from anonynoise.examples import clustered_stream
+
+        width = self.representation.width or 128
+        height = self.representation.height or 128
+        window = self.representation.window_us or 20_000
+        events = clustered_stream(width, height, duration_s=window / 1e6, rate=2e6, seed=0)
+        counts = represent.events_to_counts(events, 0, window, self.bins)
+        try:
+            tensor = self.anonymize_tensor(counts)
+        except AnonymizationRefused as e:
+            raise CheckpointError(f"{self.checkpoint.source}: fails on a calibration window: "
+                                  f"{e}") from None
+        finally:
+            self.windows, self.refused = 0, 0
+        change = np.abs(np.maximum(tensor, 0.0) - counts).mean()
+        return float(change / max(counts.mean(), 1e-12))

@@ -1,0 +1,148 @@
+"""Anonymizer nets: learned per-pixel noise from cat(x, n).
+
+Both nets share one contract: draw n ~ N(0, noise_std^2) of the input's shape, predict a scale
+s (and, in the "mean_scale" form, a mean mu) from cat(x, n), return x + s * n (+ mu) with the
+same n. The paper net does this at full resolution (the reference's SimpleAnonNet, with its
+module names, so its state dicts load as they are); the light net predicts s at reduced
+resolution inside and is the one the product ships for CPUs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+FORMS = ("scale", "mean_scale")  # x + s*n (the released code) | x + mu + s*n (the paper's figure)
+
+
+@dataclass
+class AnonOutput:
+    """What one forward pass drew and predicted; `anonymized` = x + mean + scale * noise."""
+
+    anonymized: torch.Tensor
+    scale: torch.Tensor
+    mean: torch.Tensor | None
+    noise: torch.Tensor
+
+
+class NoiseAnonNet(nn.Module):
+    """Base of the anonymizer nets: noise drawing and the output formula."""
+
+    kind = ""
+
+    def __init__(self, channels: int, noise_std: float, form: str):
+        super().__init__()
+        if form not in FORMS:
+            raise ValueError(f"form must be one of {FORMS}, got {form!r}")
+        if channels < 1 or noise_std <= 0:
+            raise ValueError("channels must be >= 1 and noise_std > 0")
+        self.channels = int(channels)
+        self.noise_std = float(noise_std)
+        self.form = form
+
+    @property
+    def out_channels(self) -> int:
+        return self.channels * (2 if self.form == "mean_scale" else 1)
+
+    def arch(self) -> dict:
+        """Constructor arguments, in plain Python types (for checkpoints)."""
+        return {"channels": self.channels, "noise_std": self.noise_std, "form": self.form}
+
+    def predict(self, x_and_noise: torch.Tensor) -> torch.Tensor:
+        """out_channels maps (scale, then mean in the mean_scale form) at the input's size."""
+        raise NotImplementedError
+
+    def draw_noise(self, x: torch.Tensor, generator: torch.Generator | None = None):
+        return torch.randn(x.shape, generator=generator, device=x.device,
+                           dtype=x.dtype) * self.noise_std
+
+    def forward_parts(self, x: torch.Tensor, noise: torch.Tensor | None = None,
+                      generator: torch.Generator | None = None) -> AnonOutput:
+        if x.dim() != 4 or x.shape[1] != self.channels:
+            raise ValueError(f"expected input (N, {self.channels}, H, W), got {tuple(x.shape)}")
+        if noise is None:
+            noise = self.draw_noise(x, generator)
+        out = self.predict(torch.cat((x, noise), dim=1))
+        scale = out[:, : self.channels]
+        mean = out[:, self.channels:] if self.form == "mean_scale" else None
+        anonymized = x + scale * noise
+        if mean is not None:
+            anonymized = anonymized + mean
+        return AnonOutput(anonymized, scale, mean, noise)
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.forward_parts(x, noise, generator).anonymized
+
+
+def _conv3(c_in: int, c_out: int) -> nn.Conv2d:
+    return nn.Conv2d(c_in, c_out, kernel_size=3, stride=1, padding=1)
+
+
+class PaperAnonNet(NoiseAnonNet):
+    """The paper's anonymizer: six 3x3 convolutions at full resolution,
+    2C -> 64 -> 128 -> 256 -> 128 -> 64 -> C (about 755k parameters for C = 10)."""
+
+    kind = "paper_anon"
+
+    def __init__(self, channels: int = 10, noise_std: float = 1.0, form: str = "scale"):
+        super().__init__(channels, noise_std, form)
+        # Module names as the reference's SimpleAnonNet, so its .pth files load unchanged.
+        self.convs1 = nn.Sequential(_conv3(2 * channels, 64), nn.ReLU(), _conv3(64, 128), nn.ReLU())
+        self.convs2 = nn.Sequential(_conv3(128, 256), nn.ReLU(), _conv3(256, 128), nn.ReLU())
+        self.convs3 = nn.Sequential(_conv3(128, 64), nn.ReLU(), _conv3(64, self.out_channels))
+
+    def predict(self, x_and_noise: torch.Tensor) -> torch.Tensor:
+        return self.convs3(self.convs2(self.convs1(x_and_noise)))
+
+
+class _ConvReLU(nn.Sequential):
+    def __init__(self, c_in: int, c_out: int, kernel: int = 3, stride: int = 1):
+        super().__init__(nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2), nn.ReLU(inplace=True))
+
+
+class LightAnonNet(NoiseAnonNet):
+    """The product's anonymizer for CPUs: a small U-Net on cat(x, n).
+
+    It folds 2x2 pixels into channels, encodes down to 1/8 resolution, decodes with skips
+    back to 1/2, and unfolds the head's output into a scale (and mean) per full-resolution
+    pixel, so the noise is per pixel at the output. Any input size: the input is padded to a
+    multiple of 8 inside and the output cropped.
+    """
+
+    kind = "light_anon"
+    MULTIPLE = 8
+
+    def __init__(self, channels: int = 10, noise_std: float = 1.0, form: str = "scale",
+                 width: int = 16):
+        super().__init__(channels, noise_std, form)
+        self.width = int(width)
+        w = self.width
+        self.fold = nn.PixelUnshuffle(2)                     # 2C x H x W -> 8C x H/2 x W/2
+        self.enc1 = _ConvReLU(8 * channels, w, kernel=1)      # 1/2
+        self.enc2 = _ConvReLU(w, 2 * w, stride=2)             # 1/4
+        self.enc3 = _ConvReLU(2 * w, 4 * w, stride=2)         # 1/8
+        self.mid = _ConvReLU(4 * w, 4 * w)                    # 1/8
+        self.dec2 = _ConvReLU(4 * w + 2 * w, 2 * w, kernel=1)  # 1/4, after upsampling
+        self.dec1 = _ConvReLU(2 * w + w, w, kernel=3)          # 1/2
+        self.head = nn.Conv2d(w, 4 * self.out_channels, kernel_size=1)
+        self.unfold = nn.PixelShuffle(2)                      # -> out_channels x H x W
+
+    def arch(self) -> dict:
+        return {**super().arch(), "width": self.width}
+
+    def predict(self, x_and_noise: torch.Tensor) -> torch.Tensor:
+        h, w = x_and_noise.shape[-2:]
+        pad_h, pad_w = (-h) % self.MULTIPLE, (-w) % self.MULTIPLE
+        if pad_h or pad_w:
+            x_and_noise = F.pad(x_and_noise, (0, pad_w, 0, pad_h))
+        e1 = self.enc1(self.fold(x_and_noise))
+        e2 = self.enc2(e1)
+        e3 = self.mid(self.enc3(e2))
+        d2 = self.dec2(torch.cat((F.interpolate(e3, scale_factor=2.0, mode="nearest"), e2), 1))
+        d1 = self.dec1(torch.cat((F.interpolate(d2, scale_factor=2.0, mode="nearest"), e1), 1))
+        out = self.unfold(self.head(d1))
+        return out[..., :h, :w]

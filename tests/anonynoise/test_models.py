@@ -1,0 +1,115 @@
+import pytest
+import torch
+
+from anonynoise.models import ClassNet, DenoiseNet, LightAnonNet, PaperAnonNet, build_model
+
+
+def n_params(net):
+    return sum(p.numel() for p in net.parameters())
+
+
+def test_paper_net_parameter_count_and_reference_names():
+    net = PaperAnonNet(channels=10)
+    assert n_params(net) == 755_210  # 6 convs: 20-64-128-256-128-64-10, with biases
+    assert {k.split(".")[0] for k in net.state_dict()} == {"convs1", "convs2", "convs3"}
+    assert net.convs3[2].out_channels == 10
+    assert PaperAnonNet(channels=10, form="mean_scale").convs3[2].out_channels == 20
+
+
+@pytest.mark.parametrize("cls", [PaperAnonNet, LightAnonNet])
+@pytest.mark.parametrize("form", ["scale", "mean_scale"])
+def test_output_is_x_plus_scale_times_the_drawn_noise(cls, form):
+    torch.manual_seed(0)
+    net = cls(channels=10, noise_std=0.7, form=form).eval()
+    x = torch.rand(2, 10, 21, 34) * 3  # a size that is no multiple of anything
+    with torch.no_grad():
+        out = net.forward_parts(x)
+    assert out.anonymized.shape == x.shape == out.scale.shape == out.noise.shape
+    expected = x + out.scale * out.noise + (out.mean if form == "mean_scale" else 0)
+    assert torch.allclose(out.anonymized, expected)
+    assert (out.mean is None) == (form == "scale")
+    assert 0.5 < out.noise.std() < 0.9  # N(0, 0.7^2)
+    # the same noise given explicitly gives the same output: s depends on cat(x, n)
+    with torch.no_grad():
+        again = net(x, noise=out.noise)
+    assert torch.allclose(again, out.anonymized, atol=1e-5)
+
+
+def test_noise_is_per_pixel_at_full_resolution_in_the_light_net():
+    torch.manual_seed(1)
+    net = LightAnonNet(channels=10).eval()
+    torch.nn.init.constant_(net.head.bias, 1.0)
+    x = torch.zeros(1, 10, 16, 16)
+    with torch.no_grad():
+        out = net.forward_parts(x)
+    delta = out.anonymized - x
+    # neighbouring pixels differ: the noise is not shared by a 2x2 or 8x8 block
+    assert (delta[..., 0::2, :] - delta[..., 1::2, :]).abs().min() > 0
+    assert (delta[..., :, 0::2] - delta[..., :, 1::2]).abs().mean() > 0.3
+
+
+def test_generator_makes_noise_reproducible_and_default_draws_differ():
+    net = LightAnonNet().eval()
+    x = torch.rand(1, 10, 24, 24)
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        assert torch.equal(net(x, generator=g1), net(x, generator=g2))
+        assert not torch.equal(net(x), net(x))
+
+
+def test_wrong_channel_count_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"expected input \(N, 10, H, W\)"):
+        LightAnonNet()(torch.zeros(1, 8, 16, 16))
+
+
+@pytest.mark.parametrize("network, params", [("resnet18", 11_176_512), ("resnet34", 21_284_672),
+                                             ("resnet50", 23_508_032)])
+def test_classnet_backbones_match_torchvision_sizes(network, params):
+    # torchvision's ResNet parameter counts without the fc layer, for 3 input channels
+    net = ClassNet(network, n_classes=11, input_channels=3)
+    assert n_params(net.backbone) == params
+
+
+@pytest.mark.parametrize("network, pooled", [("resnet18", 512), ("resnet50", 2048)])
+def test_classnet_outputs_and_batch_one_in_eval(network, pooled):
+    net = ClassNet(network, n_classes=7, input_channels=10).eval()
+    with torch.no_grad():
+        logits, emb, pool = net(torch.rand(1, 10, 64, 48))
+    assert logits.shape == (1, 7) and emb.shape == (1, 512) and pool.shape == (1, pooled)
+    head = net.linear_block
+    assert isinstance(head[1], torch.nn.BatchNorm1d) and head[2].negative_slope == 0.5
+    assert head[3].p == 0.5
+
+
+def test_classnet_from_torchvision_state_dict_maps_the_first_conv_like_the_reference():
+    donor = ClassNet("resnet18", 5, input_channels=3)
+    tv = {}  # a torchvision-named state dict built from the donor's backbone
+    names = {0: "conv1", 1: "bn1", 4: "layer1", 5: "layer2", 6: "layer3", 7: "layer4"}
+    for key, value in donor.backbone.state_dict().items():
+        index, _, rest = key.partition(".")
+        tv[f"{names[int(index)]}.{rest}" if rest else names[int(index)]] = value
+    tv["fc.weight"], tv["fc.bias"] = torch.zeros(1000, 512), torch.zeros(1000)
+    net = ClassNet("resnet18", 11, input_channels=10)
+    net.load_torchvision(tv)
+    w, rgb = net.backbone[0].weight, tv["conv1.weight"]
+    assert w.shape == (64, 10, 7, 7)
+    for i in range(10):
+        assert torch.equal(w[:, i], rgb[:, i % 3])
+    assert torch.equal(net.backbone[4][1].conv2.weight, tv["layer1.1.conv2.weight"])
+    with pytest.raises(ValueError, match="unexpected key"):
+        net.load_torchvision({"head.weight": torch.zeros(1)})
+
+
+def test_denoise_net_reference_size_and_arguments():
+    assert n_params(DenoiseNet(10)) == 1_945_098
+    small = DenoiseNet(10, width=16, depth=4)
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in small.modules()) == 4
+    assert small(torch.rand(2, 10, 9, 11)).shape == (2, 10, 9, 11)
+
+
+def test_build_model_by_kind():
+    net = build_model("light_anon", {"channels": 6, "noise_std": 1.0, "form": "scale",
+                                     "width": 8})
+    assert isinstance(net, LightAnonNet) and net.arch()["width"] == 8
+    with pytest.raises(ValueError, match="unknown model kind"):
+        build_model("unet", {})
