@@ -272,6 +272,9 @@ def _read_header(path: Path) -> tuple[dict[str, str], int]:
             line = f.readline()
             if not line.startswith(b"%"):
                 break
+            if not line.endswith(b"\n"):
+                # expelliarmus loops forever on a header cut inside a line: refuse it here
+                raise AnonyNoiseError(f"{path}: the file is truncated inside its header")
             offset += len(line)
             text = line[1:].decode("latin-1").strip()
             if text.lower() == "end":
@@ -324,6 +327,7 @@ class PropheseeReader(EventReader):
                                              header.get("plugin_name", ""))
         self.info = RecordingInfo(str(self.path), self.encoding, width, height, source,
                                   camera=header.get("plugin_name") or None)
+        self._has_data = data_bytes > 0
 
     def _raw_encoding(self, header: dict[str, str]) -> str:
         if not header:
@@ -354,6 +358,8 @@ class PropheseeReader(EventReader):
     def __iter__(self) -> Iterator[EventBatch]:
         from expelliarmus import Wizard
 
+        if not self._has_data:
+            return
         wizard = Wizard(encoding=self.encoding, fpath=str(self.path), chunk_size=PROPHESEE_CHUNK)
         t_prev = None
         try:

@@ -183,6 +183,8 @@ def bad_files(tmp_path):
         "text.npy": b"not numpy",
         "evt4.raw": b"% evt 4.0\n% end\n\x00\x00",
         "missing-fields.npz": None,
+        "header-cut.raw": b"% evt 3.0\n% plugin_name hal_plug",  # expelliarmus would hang
+        "header-cut.dat": b"% Width 4\n% Heig",
     }
     for name, data in files.items():
         if data is not None:
@@ -203,11 +205,19 @@ def bad_files(tmp_path):
     ("text.npy", "not a readable NumPy file"),
     ("evt4.raw", "unsupported RAW encoding"),
     ("missing-fields.npz", "missing y, p, width, height"),
+    ("header-cut.raw", "truncated inside its header"),
+    ("header-cut.dat", "truncated inside its header"),
 ])
 def test_broken_files_raise_one_line_errors(bad_files, name, message):
     with pytest.raises(AnonyNoiseError, match=message) as err:
         read_events(bad_files / name)
     assert "\n" not in str(err.value) and name in str(err.value)
+
+
+def test_a_raw_file_with_a_header_and_no_data_has_no_events(tmp_path):
+    (tmp_path / "empty.raw").write_bytes(b"% evt 3.0\n% geometry 320x240\n% end\n")
+    with open_events(tmp_path / "empty.raw") as reader:
+        assert reader.sensor_size == (320, 240) and list(reader) == []
 
 
 def test_missing_file_and_unknown_type(tmp_path):
