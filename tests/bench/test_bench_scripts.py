@@ -17,3 +17,12 @@ def test_represent_benchmark_runs_and_reports_ratios():
         rows = [line for line in out.splitlines() if line.startswith(size)]
         assert any("tonic ToFrame" in r and re.search(r"ours [\d.]+x", r) for r in rows), out
         assert any("tensor -> events" in r and "ours" in r for r in rows), out
+
+
+def test_models_benchmark_runs_for_both_nets():
+    proc = subprocess.run([sys.executable, str(BENCH / "models.py"), "--tiny"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if "1x10x32x48" in line]
+    assert {r.split("|")[0].strip() for r in rows} == {"light", "paper"}
+    assert len(rows) == 4  # two nets x threads 1 and 2
