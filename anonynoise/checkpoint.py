@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from anonynoise.atomic import atomic_output
 from anonynoise.errors import AnonyNoiseError
 from anonynoise.models import ANONYMIZER_KINDS, MODEL_KINDS, build_model
 
@@ -149,18 +149,9 @@ def save_checkpoint(path: str | os.PathLike, net: nn.Module,
         "training": _plain(training or {}, "training"),
         "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
     }
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise CheckpointError(f"{path.parent}: no such directory")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
 
 
 def _torch_load(path: Path):

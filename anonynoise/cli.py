@@ -27,6 +27,20 @@ def parse_sensor(text: str) -> tuple[int, int]:
     return int(parts[0]), int(parts[1])
 
 
+def bounded(kind, low, high, what):
+    """An argparse type: a number of `kind` in [low, high], finite."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a number, got {text!r}") from None
+        if not (low <= value <= high):  # also false for NaN
+            raise argparse.ArgumentTypeError(f"{what} must be between {low} and {high}, "
+                                             f"got {text}")
+        return value
+    return parse
+
+
 def summarize(path: str, sensor_size=None) -> dict:
     """Read a whole event file and describe it: sensor, duration, count, rate, streams."""
     from anonynoise.io import open_events
@@ -89,12 +103,19 @@ def cmd_convert(args) -> int:
 
     with open_events(args.input, args.sensor) as reader:
         n = write_events(args.output, iter(reader), reader.sensor_size)
+        size = reader.sensor_size
     print(f"wrote {n:,} events to {args.output}")
+    if Path(args.output).suffix.lower() == ".npy":
+        print(f"note: .npy files do not store the sensor size; read it back with --sensor "
+              f"{size[0]}x{size[1]}")
     return 0
 
 
 def cmd_demo(args) -> int:
     """The core on the built-in example stream, window by window, until the stream exists."""
+    if args.sensor[0] > 1280 or args.sensor[1] > 720:
+        raise AnonyNoiseError(f"--sensor {args.sensor[0]}x{args.sensor[1]}: the demo goes up "
+                              "to 1280x720")
     import numpy as np
 
     from anonynoise import represent
@@ -102,11 +123,18 @@ def cmd_demo(args) -> int:
     from anonynoise.io import Aedat4Writer
 
     width, height = args.sensor
+    if args.window_ms * 1000 > args.seconds * 1e6:
+        raise AnonyNoiseError(f"--window-ms {args.window_ms} is longer than --seconds "
+                              f"{args.seconds:g}")
     represent.warm_up()
     events = clustered_stream(width, height, duration_s=args.seconds, seed=None)
     window_us, bins = args.window_ms * 1000, 5
     out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise AnonyNoiseError(f"{out_dir}: cannot create the output folder: "
+                              f"{e.strerror or e}") from None
     out_path = out_dir / "demo-resampled.aedat4"
     print(f"built-in example: {len(events):,} events of 16 moving blobs on a {width}x{height} "
           f"sensor, {args.seconds:g} s, cut into {args.window_ms} ms windows of {bins} bins")
@@ -114,7 +142,7 @@ def cmd_demo(args) -> int:
     t_fwd = t_inv = 0.0
     n_in = n_out = n_windows = 0
     with Aedat4Writer(out_path, (width, height), camera_name="AnonyNoise demo") as writer:
-        for k in range((int(events.t[-1]) + 1) // window_us):  # complete windows only
+        for k in range(int(args.seconds * 1e6) // window_us):  # complete windows only
             t0 = k * window_us
             window = events.slice_time(t0, t0 + window_us)
             a = time.perf_counter()
@@ -151,9 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="sensor size where the input's header has none")
     conv.set_defaults(func=cmd_convert)
     demo = sub.add_parser("demo", help="run the core on the built-in example stream")
-    demo.add_argument("--sensor", type=parse_sensor, default=(128, 128), metavar="WxH")
-    demo.add_argument("--seconds", type=float, default=2.0)
-    demo.add_argument("--window-ms", type=int, default=20)
+    demo.add_argument("--sensor", type=parse_sensor, default=(128, 128), metavar="WxH",
+                      help="sensor size (default 128x128, at most 1280x720)")
+    demo.add_argument("--seconds", type=bounded(float, 0.01, 600, "--seconds"), default=2.0,
+                      help="length of the example stream (default 2)")
+    demo.add_argument("--window-ms", type=bounded(int, 1, 10_000, "--window-ms"), default=20,
+                      help="window length (default 20)")
     demo.add_argument("--out", default="demo-output", help="folder for the output recording")
     demo.set_defaults(func=cmd_demo)
     return ap

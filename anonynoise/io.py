@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from anonynoise.atomic import atomic_output, move_into_place, temporary_beside
 from anonynoise.errors import AnonyNoiseError
 from anonynoise.events import (
     DVS_GESTURE_SENSOR,
@@ -46,7 +47,7 @@ class RecordingInfo:
     format: str
     width: int
     height: int
-    sensor_source: str  # where the size came from: header, caller, plugin name, inferred
+    sensor_source: str  # where the size came from: header, caller, plugin name, events' extent
     camera: str | None = None
     other_streams: dict[str, int] = field(default_factory=dict)  # e.g. {"frames": 3}
 
@@ -189,15 +190,8 @@ class Aedat4Writer:
         self._dv = dv
         self.path = Path(path)
         self.width, self.height = _parse_sensor(sensor_size)
-        if self.path.is_dir():
-            raise AnonyNoiseError(f"{self.path}: is a directory")
-        if not self.path.parent.is_dir():
-            raise AnonyNoiseError(f"{self.path.parent}: no such directory")
         # dv-processing aborts the process (no exception) unless the name ends in .aedat4.
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial.aedat4",
-                                   dir=self.path.parent)
-        os.close(fd)
-        self._tmp = Path(tmp)
+        self._tmp = temporary_beside(self.path, ".partial.aedat4")
         config = dv.io.MonoCameraWriter.EventOnlyConfig(camera_name, (self.width, self.height))
         try:
             self._writer = dv.io.MonoCameraWriter(str(self._tmp), config)
@@ -219,6 +213,14 @@ class Aedat4Writer:
         if self._t_last is not None and events.t[0] < self._t_last:
             raise AnonyNoiseError(f"{self.path}: events must be written in time order "
                                   f"({self._t_last} -> {events.t[0]} µs)")
+        if events.t[0] < 0:
+            raise AnonyNoiseError(f"{self.path}: AEDAT 4 cannot hold negative timestamps "
+                                  f"({events.t[0]} µs)")
+        # dv-processing writes on a thread of its own and aborts the whole process when the
+        # disk is full: make sure the batch fits (16 bytes an event, before compression).
+        free = shutil.disk_usage(self._tmp.parent).free
+        if free < len(events) * 16 + (4 << 20):
+            raise AnonyNoiseError(f"{self.path}: not enough disk space ({free >> 20} MiB free)")
         store = self._dv.EventStore()
         push = store.push_back
         for t, x, y, p in zip(events.t.tolist(), events.x.tolist(), events.y.tolist(),
@@ -234,7 +236,7 @@ class Aedat4Writer:
         if self._writer is None:
             return
         self._writer = None  # dv finalises the file when the writer is destroyed
-        os.replace(self._tmp, self.path)
+        move_into_place(self._tmp, self.path)
 
     def abort(self) -> None:
         """Drop what was written; an existing file at `path` is left untouched."""
@@ -348,7 +350,7 @@ class PropheseeReader(EventReader):
                                       f"{from_header[1]}, not {from_caller[0]}x{from_caller[1]}")
             return (*from_header, "header")
         if from_caller is not None:
-            return (*from_caller, "caller")
+            return (*from_caller, "the caller (--sensor)")
         for key, wh in _PLUGIN_SENSORS:
             if key in plugin.lower():
                 return (*wh, f"plugin name {plugin}")
@@ -398,8 +400,10 @@ class NumpyReader(EventReader):
         except AnonyNoiseError as e:
             raise AnonyNoiseError(f"{self.path}: {e}") from None
         except (ValueError, OSError, EOFError) as e:
-            raise AnonyNoiseError(f"{self.path}: not a readable NumPy file "
-                                  f"({str(e).splitlines()[0][:160]})") from None
+            reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+            if "pickled" in reason:  # numpy's fallback for anything that is not .npy / .npz
+                reason = "not NumPy data, or it holds Python objects"
+            raise AnonyNoiseError(f"{self.path}: not a readable NumPy file ({reason})") from None
         self._events = events
         fmt = "dvs-gesture npy" if source == "DVS-Gesture" else self.path.suffix.lower()[1:]
         self.info = RecordingInfo(str(self.path), fmt, events.width, events.height, source)
@@ -409,7 +413,7 @@ class NumpyReader(EventReader):
             missing = [k for k in ("t", "x", "y", "p", "width", "height") if k not in data]
             if missing:
                 raise AnonyNoiseError(f"not an event .npz (missing {', '.join(missing)})")
-            w, h = int(data["width"]), int(data["height"])
+            w, h = (_scalar_int(data[k], k) for k in ("width", "height"))
             if caller is not None and caller != (w, h):
                 raise AnonyNoiseError(f"the file says {w}x{h}, not {caller[0]}x{caller[1]}")
             return make_events(data["t"], data["x"], data["y"], data["p"], w, h)
@@ -418,11 +422,12 @@ class NumpyReader(EventReader):
         array = np.load(self.path, allow_pickle=False)
         if array.dtype.names:
             if caller is not None:
-                return from_structured(array, caller), "caller"
+                return from_structured(array, caller), "the caller (--sensor)"
             if not len(array):
-                raise AnonyNoiseError("an empty structured array has no sensor size; pass it")
+                raise AnonyNoiseError("an empty structured array has no sensor size; pass it "
+                                      "(--sensor WxH)")
             w, h = int(array["x"].max()) + 1, int(array["y"].max()) + 1
-            return from_structured(array, (w, h)), "inferred from the events"
+            return from_structured(array, (w, h)), "the events' extent (pass --sensor WxH)"
         if array.ndim == 2 and array.shape[1] == 4 and array.dtype.kind == "f":
             if caller is not None and caller != DVS_GESTURE_SENSOR:
                 raise AnonyNoiseError("DVS-Gesture files are 128x128")
@@ -433,6 +438,13 @@ class NumpyReader(EventReader):
     def __iter__(self) -> Iterator[EventBatch]:
         for i in range(0, len(self._events), NUMPY_BATCH):
             yield self._events[i:i + NUMPY_BATCH]
+
+
+def _scalar_int(value: np.ndarray, name: str) -> int:
+    if value.shape != () or value.dtype.kind not in "iu":
+        raise AnonyNoiseError(f"{name} must be a single integer, got {value.dtype} of shape "
+                              f"{value.shape}")
+    return int(value)
 
 
 def save_npz(path: str | os.PathLike, events: EventBatch) -> None:
@@ -449,16 +461,8 @@ def save_npy(path: str | os.PathLike, events: EventBatch, dtype: np.dtype = PACK
 
 
 def _atomic_save(path: Path, save) -> None:
-    if not path.parent.is_dir():
-        raise AnonyNoiseError(f"{path.parent}: no such directory")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            save(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as tmp, open(tmp, "wb") as f:
+        save(f)
 
 
 # ---------------------------------------------------------------------------------------------

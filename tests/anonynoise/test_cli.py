@@ -109,3 +109,21 @@ def test_demo_runs_and_writes_a_readable_recording(tmp_path):
     assert "15 windows" in proc.stdout
     out = read_events(tmp_path / "demo" / "demo-resampled.aedat4")
     assert out.sensor_size == (128, 128) and 0 < out.t[-1] < 300_000
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--seconds", "nan"], "--seconds must be between"),
+    (["--window-ms", "0"], "--window-ms must be between"),
+    (["--window-ms", "500", "--seconds", "0.1"], "longer than --seconds"),
+    (["--sensor", "32768x32768"], "goes up to 1280x720"),
+])
+def test_demo_refuses_bad_arguments(tmp_path, args, fragment):
+    proc = run_cli("demo", "--out", tmp_path, *args)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert fragment in proc.stderr
+
+
+def test_convert_to_npy_says_how_to_read_it_back(tmp_path):
+    save_npy(tmp_path / "in.npy", make_events([0, 1], [0, 3], [0, 1], [0, 1], 4, 4))
+    proc = run_cli("convert", tmp_path / "in.npy", tmp_path / "out.npy", "--sensor", "4x4")
+    assert proc.returncode == 0 and "--sensor 4x4" in proc.stdout

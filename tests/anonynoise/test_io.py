@@ -1,3 +1,6 @@
+import os
+import stat
+
 import numpy as np
 import pytest
 
@@ -67,7 +70,7 @@ def test_prophesee_sizes_come_from_header_or_plugin(real_file):
     spinner = open_events(real_file("spinner_gen3_evt2.raw"))
     assert spinner.info.sensor_source.startswith("plugin name hal_plugin_gen3")
     assert open_events(real_file("spinner_gen3_evt2.raw"), (640, 480)).info.sensor_source == \
-        "caller"
+        "the caller (--sensor)"
     with pytest.raises(AnonyNoiseError, match="header says 1280x720, not 640x480"):
         open_events(real_file("sky_imx636.dat"), (640, 480))
 
@@ -118,6 +121,47 @@ def test_writer_refuses_bad_batches_and_keeps_an_existing_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["keep.aedat4"]
 
 
+def test_written_files_get_the_usual_permissions(tmp_path):
+    ev = make_events([0, 5], [0, 1], [0, 1], [0, 1], 4, 3)
+    mask = os.umask(0o022)
+    try:
+        for name in ("a.aedat4", "a.npz", "a.npy"):
+            write_events(tmp_path / name, ev)
+            assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
+    finally:
+        os.umask(mask)
+
+
+def test_negative_timestamps_cannot_go_into_aedat4(tmp_path):
+    with pytest.raises(AnonyNoiseError, match="cannot hold negative timestamps"):
+        write_events(tmp_path / "n.aedat4", make_events([-5, 1], [0, 1], [0, 1], [0, 1], 4, 3))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_is_an_error_not_an_abort(tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10, 10, 1000))
+    with pytest.raises(AnonyNoiseError, match="not enough disk space"):
+        write_events(tmp_path / "full.aedat4", make_events([0], [0], [0], [0], 4, 3))
+    assert list(tmp_path.iterdir()) == []  # the partial file is gone
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc")
+def test_an_unwritable_place_is_a_one_line_error():
+    for name in ("x.npz", "x.aedat4"):
+        with pytest.raises(AnonyNoiseError, match="cannot write"):
+            write_events(f"/proc/self/{name}", make_events([0], [0], [0], [0], 4, 3))
+
+
+def test_npz_sensor_size_must_be_integers(tmp_path):
+    ev = dict(t=np.arange(2), x=np.zeros(2), y=np.zeros(2), p=np.zeros(2))
+    for width in (np.array([640, 1]), np.array(640.7), np.array(np.inf)):
+        np.savez(tmp_path / "w.npz", width=width, height=np.array(480), **ev)
+        with pytest.raises(AnonyNoiseError, match="width must be a single integer"):
+            read_events(tmp_path / "w.npz")
+
+
 def test_writer_to_a_missing_folder(tmp_path):
     with pytest.raises(AnonyNoiseError, match="no such directory"):
         Aedat4Writer(tmp_path / "nope" / "a.aedat4", (4, 3))
@@ -130,7 +174,7 @@ def test_npz_and_npy_round_trip(tmp_path):
     save_npy(tmp_path / "e.npy", ev)
     assert same_events(read_events(tmp_path / "e.npy", (40, 30)), ev)
     inferred = open_events(tmp_path / "e.npy")
-    assert inferred.info.sensor_source == "inferred from the events"
+    assert inferred.info.sensor_source.startswith("the events' extent")
     np.save(tmp_path / "tonic.npy", to_structured(ev))
     assert same_events(read_events(tmp_path / "tonic.npy", (40, 30, 2)), ev)
 

@@ -1,0 +1,67 @@
+"""Output files that appear whole or not at all: written beside the target, then moved."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from anonynoise.errors import AnonyNoiseError
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp alone gives 0600
+
+
+def _reason(error: OSError) -> str:
+    return error.strerror or str(error)
+
+
+def temporary_beside(path: Path, suffix: str = ".partial") -> Path:
+    """A new empty file in path's folder, named after it, with the usual permissions."""
+    path = Path(path)
+    if path.is_dir():
+        raise AnonyNoiseError(f"{path}: is a directory")
+    if not path.parent.is_dir():
+        raise AnonyNoiseError(f"{path.parent}: no such directory")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+        os.fchmod(fd, _FILE_MODE)
+        os.close(fd)
+    except OSError as e:
+        raise AnonyNoiseError(f"{path}: cannot write: {_reason(e)}") from None
+    return Path(tmp)
+
+
+def move_into_place(tmp: Path, path: Path) -> None:
+    try:
+        os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise AnonyNoiseError(f"{path}: cannot write: {_reason(e)}") from None
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike, suffix: str = ".partial") -> Iterator[Path]:
+    """Yield a temporary path to write; on success it replaces `path`, on failure it goes.
+
+    An existing file at `path` is only ever replaced by a complete one.
+    """
+    path = Path(path)
+    tmp = temporary_beside(path, suffix)
+    try:
+        yield tmp
+    except OSError as e:  # a full disk, a vanished folder: one line, not a traceback
+        tmp.unlink(missing_ok=True)
+        raise AnonyNoiseError(f"{path}: cannot write: {_reason(e)}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    move_into_place(tmp, path)
