@@ -112,6 +112,22 @@ class Anonymizer:
     def bins(self) -> int:
         return self.representation.bins
 
+    def check_source(self, width: int, height: int, window_us: int | None = None) -> None:
+        """Refuse a source this checkpoint was not trained for, with the reason."""
+        reason = self.representation.mismatch(width, height, window_us=window_us)
+        if reason:
+            raise CheckpointError(f"{self.checkpoint.source}: does not fit a {width}x{height} "
+                                  f"source: {reason}")
+
+    def warm_up(self, width: int, height: int) -> None:
+        """Run one empty window of this size, so the first real one is not slowed by setup
+        (oneDNN picks its kernels per input shape). Not counted in the statistics."""
+        windows, refused = self.windows, self.refused
+        try:
+            self.anonymize_tensor(np.zeros((self.bins, 2, height, width), np.float32))
+        finally:
+            self.windows, self.refused = windows, refused
+
     def _reseed(self) -> None:
         if self._seed is None:
             self._generator.manual_seed(int.from_bytes(os.urandom(8), "little"))

@@ -9,6 +9,7 @@ map onto the backbone.
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 
 import torch
@@ -127,12 +128,15 @@ class ClassNet(nn.Module):
         embedding = self.linear_block(pooled)
         return self.classifier(embedding), embedding, pooled
 
-    def load_torchvision(self, state_dict: dict) -> None:
-        """Initialise the backbone from a torchvision ResNet state dict (ImageNet weights).
+    def load_torchvision(self, state_dict: "dict | str | os.PathLike") -> None:
+        """Initialise the backbone from a torchvision ResNet state dict (ImageNet weights),
+        given as a dict or a file (such as resnet50-0676ba61.pth from torchvision's cache).
 
         The first convolution is widened as the reference does: input channel i takes the
         pretrained RGB filter i % 3. The fc layer is ignored.
         """
+        if not isinstance(state_dict, dict):
+            state_dict = torch.load(state_dict, map_location="cpu", weights_only=True)
         mapped = OrderedDict()
         for key, value in state_dict.items():
             head, _, rest = key.partition(".")

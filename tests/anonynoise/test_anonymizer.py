@@ -143,3 +143,16 @@ def test_real_face_recording_every_window_anonymized(real_file, strong_checkpoin
         differences.append(np.abs(out_map - raw_map).sum() / max(raw_map.sum(), 1))
     assert anon.windows == n_windows and anon.refused == 0
     assert min(differences) > 0.5  # every window's count map changed by over half its mass
+
+
+def test_check_source_and_warm_up(tmp_path):
+    rep = Representation(bins=5, width=64, height=48, window_us=WINDOW)
+    anon = Anonymizer(save_checkpoint(tmp_path / "s.pt", strong_light_net(), rep), "cpu")
+    anon.check_source(64, 48, WINDOW)
+    with pytest.raises(CheckpointError, match="does not fit a 320x240 source: it was trained on a "
+                                              "64x48 sensor"):
+        anon.check_source(320, 240)
+    with pytest.raises(CheckpointError, match="20 ms windows, not 50 ms"):
+        anon.check_source(64, 48, 50_000)
+    anon.warm_up(64, 48)
+    assert anon.windows == 0 and anon.refused == 0

@@ -87,7 +87,7 @@ def test_classnet_from_torchvision_state_dict_maps_the_first_conv_like_the_refer
     names = {0: "conv1", 1: "bn1", 4: "layer1", 5: "layer2", 6: "layer3", 7: "layer4"}
     for key, value in donor.backbone.state_dict().items():
         index, _, rest = key.partition(".")
-        tv[f"{names[int(index)]}.{rest}" if rest else names[int(index)]] = value
+        tv[f"{names[int(index)]}.{rest}"] = value
     tv["fc.weight"], tv["fc.bias"] = torch.zeros(1000, 512), torch.zeros(1000)
     net = ClassNet("resnet18", 11, input_channels=10)
     net.load_torchvision(tv)
@@ -98,6 +98,19 @@ def test_classnet_from_torchvision_state_dict_maps_the_first_conv_like_the_refer
     assert torch.equal(net.backbone[4][1].conv2.weight, tv["layer1.1.conv2.weight"])
     with pytest.raises(ValueError, match="unexpected key"):
         net.load_torchvision({"head.weight": torch.zeros(1)})
+
+
+def test_classnet_from_a_torchvision_file(tmp_path):
+    donor = ClassNet("resnet18", 5, input_channels=3)
+    names = {0: "conv1", 1: "bn1", 4: "layer1", 5: "layer2", 6: "layer3", 7: "layer4"}
+    tv = {}
+    for key, value in donor.backbone.state_dict().items():
+        index, _, rest = key.partition(".")
+        tv[f"{names[int(index)]}.{rest}"] = value
+    torch.save(tv, tmp_path / "resnet18.pth")
+    net = ClassNet("resnet18", 11, input_channels=3)
+    net.load_torchvision(tmp_path / "resnet18.pth")
+    assert torch.equal(net.backbone[0].weight, tv["conv1.weight"])
 
 
 def test_denoise_net_reference_size_and_arguments():
