@@ -16,13 +16,12 @@ D = t_end - t_start, in both directions, so integer counts round-trip exactly.
 
 from __future__ import annotations
 
-import os
-
 import numba
 import numpy as np
 
 from anonynoise.errors import AnonyNoiseError
 from anonynoise.events import EventBatch
+from anonynoise.rng import rng_state, uniform
 
 DEFAULT_MAX_EVENTS = 100_000_000  # an anonymized window asking for more is refused
 
@@ -145,28 +144,6 @@ def events_to_voxel(events: EventBatch, t_start: int, t_end: int, bins: int,
 # ---------------------------------------------------------------------------------------------
 # tensor -> events
 
-_U64 = np.uint64
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _rotl(v, k):
-    return (v << _U64(k)) | (v >> _U64(64 - k))
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _uniform(s):
-    """A double in [0, 1) from the xoshiro256** state s (uint64[4]), advancing it."""
-    result = _rotl(s[1] * _U64(5), 7) * _U64(9)
-    tmp = s[1] << _U64(17)
-    s[2] ^= s[0]
-    s[3] ^= s[1]
-    s[1] ^= s[2]
-    s[0] ^= s[3]
-    s[2] ^= tmp
-    s[3] = _rotl(s[3], 45)
-    return (result >> _U64(11)) * (1.0 / 9007199254740992.0)
-
-
 # Reassociation only: it lets LLVM vectorise the sum. Never "nnan"/"ninf" (or plain
 # fastmath=True): with them LLVM may assume there is no NaN and fold the check away.
 _REASSOC_ONLY = {"reassoc", "nsz", "contract"}
@@ -226,17 +203,17 @@ def _sample_events(values, edges, state, capacity):
             k = np.int64(v)
             frac = v - k
             if frac > 0.0:
-                k += _uniform(state) < frac
+                k += uniform(state) < frac
             if n + k + 1 > off.shape[0]:
                 off = _grow(off, n + k + 1)
                 cell = _grow(cell, n + k + 1)
             # The first event is written always and kept if k >= 1: no mispredicted branch.
-            o = np.int64(_uniform(state) * span)
+            o = np.int64(uniform(state) * span)
             off[n] = min(o, span - 1)
             cell[n] = c
             n += k >= 1
             for _ in range(k - 1):
-                o = np.int64(_uniform(state) * span)
+                o = np.int64(uniform(state) * span)
                 off[n] = min(o, span - 1)
                 cell[n] = c
                 n += 1
@@ -286,17 +263,6 @@ def _sample_events(values, edges, state, capacity):
     return t, x, y, p
 
 
-def _rng_state(seed: int | None) -> np.ndarray:
-    """xoshiro256** state: OS entropy by default; a seed only for reproducible tests."""
-    if seed is None:
-        state = np.frombuffer(os.urandom(32), dtype=np.uint64).copy()
-    else:
-        state = np.random.SeedSequence(int(seed)).generate_state(4, dtype=np.uint64)
-    if not state.any():  # the one state xoshiro cannot leave
-        state[0] = 1
-    return state
-
-
 def counts_to_events(tensor: np.ndarray, t_start: int, t_end: int, *,
                      seed: int | None = None,
                      max_events: int = DEFAULT_MAX_EVENTS) -> EventBatch:
@@ -327,7 +293,7 @@ def counts_to_events(tensor: np.ndarray, t_start: int, t_end: int, *,
                               f"of {max_events}")
     # The expected count plus a margin; the scratch arrays grow if a draw exceeds it.
     capacity = int(total * 1.05) + 1024
-    t, x, y, p = _sample_events(values, edges, _rng_state(seed), capacity)
+    t, x, y, p = _sample_events(values, edges, rng_state(seed), capacity)
     return EventBatch.trusted(t, x, y, p, width, height)
 
 
