@@ -7,6 +7,7 @@ non-zero exit status, never a traceback (set ANONYNOISE_DEBUG=1 to see one).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -163,6 +164,55 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_synth_dataset(args) -> int:
+    from anonynoise.synth.dataset import DatasetConfig, generate_dataset
+
+    config = DatasetConfig(users=args.users, test_users=args.test_users, reps=args.reps,
+                           seed=args.seed, size=args.size, duration_s=args.duration,
+                           cues=tuple(args.cues))
+    config.check()
+    bar = _progress_bar(len(range(config.users)) * config.reps * 11, "recordings")
+    root = generate_dataset(args.out, config, workers=args.workers, force=args.force,
+                            progress=lambda done, total: bar.update(1))
+    bar.close()
+    manifest = json.loads((root / "anonynoise-synth.json").read_text())
+    print(f"wrote {manifest['recordings']} recordings ({manifest['events']:,} events) of "
+          f"{config.users} people ({config.test_users} for testing) to {root}")
+    return 0
+
+
+def cmd_synth_record(args) -> int:
+    from anonynoise.io import Aedat4Writer
+    from anonynoise.synth.gestures import GESTURES
+    from anonynoise.synth.scene import LiveScene
+
+    scene = LiveScene(args.size, args.size, seed=args.seed, realtime=args.realtime)
+    end_us = int(args.seconds * 1e6)
+    chunks = -(-end_us // int(scene.chunk_us))  # the chunks that cover [0, end)
+    n = 0
+    with Aedat4Writer(args.out, (args.size, args.size), camera_name="AnonyNoise synth") as w:
+        for batch in itertools.islice(scene, chunks):
+            batch = batch.slice_time(0, end_us)
+            w.write(batch)
+            n += len(batch)
+    done = [GESTURES[g] for start, g in scene.gestures if start * 1e6 < end_us]
+    print(f"wrote {n:,} events ({args.seconds:g} s, gestures: {', '.join(done)}) to {args.out}")
+    return 0
+
+
+def cmd_synth_picture(args) -> int:
+    from anonynoise.synth.picture import gesture_picture
+
+    print(f"wrote {gesture_picture(args.out)}")
+    return 0
+
+
+def _progress_bar(total: int, unit: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=f" {unit}", disable=not sys.stderr.isatty(), file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="anonynoise", description="AnonyNoise core tools.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -187,7 +237,44 @@ def build_parser() -> argparse.ArgumentParser:
                       help="window length (default 20)")
     demo.add_argument("--out", default="demo-output", help="folder for the output recording")
     demo.set_defaults(func=cmd_demo)
+    _synth_parser(sub)
     return ap
+
+
+def _synth_parser(sub) -> None:
+    from anonynoise.synth.people import ALL_CUES
+
+    synth = sub.add_parser("synth", help="the built-in synthetic benchmark (people doing "
+                                         "gestures, as events)")
+    ssub = synth.add_subparsers(dest="synth_command", required=True)
+    ds = ssub.add_parser("dataset", help="write the benchmark in tonic's DVS-Gesture layout")
+    ds.add_argument("out", help="folder; the dataset goes to OUT/DVSGesture")
+    ds.add_argument("--users", type=bounded(int, 2, 999, "--users"), default=40)
+    ds.add_argument("--test-users", type=bounded(int, 1, 998, "--test-users"), default=10)
+    ds.add_argument("--reps", type=bounded(int, 1, 5, "--reps"), default=2,
+                    help="sessions per person, each under another lighting (default 2)")
+    ds.add_argument("--seed", type=int, default=0)
+    ds.add_argument("--size", type=bounded(int, 16, 1024, "--size"), default=128,
+                    help="sensor width and height in pixels (default 128; 64 for quick runs)")
+    ds.add_argument("--duration", type=bounded(float, 0.2, 60, "--duration"), default=3.0,
+                    help="seconds per recording (default 3)")
+    ds.add_argument("--cues", nargs="+", choices=ALL_CUES, default=list(ALL_CUES),
+                    help="identity cues people differ in (default all; for ablations)")
+    ds.add_argument("--workers", type=bounded(int, 1, 256, "--workers"), default=None,
+                    help="processes (default: one per CPU)")
+    ds.add_argument("--force", action="store_true", help="replace an existing dataset")
+    ds.set_defaults(func=cmd_synth_dataset)
+    rec = ssub.add_parser("record", help="record a person doing random gestures to .aedat4")
+    rec.add_argument("out")
+    rec.add_argument("--seconds", type=bounded(float, 0.1, 3600, "--seconds"), default=10.0)
+    rec.add_argument("--size", type=bounded(int, 16, 1024, "--size"), default=128)
+    rec.add_argument("--seed", type=int, default=None, help="default: a different person "
+                                                            "every time")
+    rec.add_argument("--realtime", action="store_true", help="pace the recording in real time")
+    rec.set_defaults(func=cmd_synth_record)
+    pic = ssub.add_parser("picture", help="a PNG of a few people and gestures as events")
+    pic.add_argument("out")
+    pic.set_defaults(func=cmd_synth_picture)
 
 
 def run(main, argv=None, prog: str = "anonynoise") -> int:

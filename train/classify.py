@@ -1,0 +1,134 @@
+"""Train and evaluate ClassNets on in-memory tensors: the task net and the Re-ID net.
+
+Small, CPU-friendly loops used by the synthetic learnability check (and the building blocks
+of the training stages): augmentation as the reference (random crop with padding and a small
+rotation, the same for every bin and polarity), a P x K identity sampler for the triplet
+loss, top-1 accuracy and Re-ID retrieval with the reference's rules.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from anonynoise.losses import reid_loss, target_loss
+from anonynoise.metrics import ReidResult, flip_descriptor, reid_evaluate, top1_accuracy
+from anonynoise.models import ClassNet
+
+log = logging.getLogger(__name__)
+
+
+def augment(x: torch.Tensor, generator: torch.Generator, pad_fraction: float = 1 / 12,
+            max_degrees: float = 15.0) -> torch.Tensor:
+    """The reference's augmentation in one resampling: a random shift of up to h/12 pixels
+    (RandomCrop with padding) and a random rotation of up to 15 degrees, zeros outside,
+    nearest pixels (counts stay counts); the same for every channel of a sample."""
+    n, _, h, w = x.shape
+    pad = max(int(round(h * pad_fraction)), 1)
+    shift = torch.randint(-pad, pad + 1, (n, 2), generator=generator).float()
+    angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(max_degrees)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0] * 2 / w], 1),
+                         torch.stack([sin, cos, shift[:, 1] * 2 / h], 1)], 1)
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid.to(x.device), mode="nearest", padding_mode="zeros",
+                         align_corners=False)
+
+
+def identity_batches(ids: np.ndarray, per_id: int, batch: int, rng: np.random.Generator):
+    """Index batches of batch // per_id identities with per_id samples each (P x K), covering
+    every sample about once per epoch; identities with fewer samples repeat some."""
+    by_id = {i: np.flatnonzero(ids == i) for i in np.unique(ids)}
+    chunks = []
+    for members in by_id.values():
+        order = rng.permutation(members)
+        if len(order) % per_id:
+            order = np.concatenate([order, rng.choice(members, per_id - len(order) % per_id)])
+        chunks += [order[k:k + per_id] for k in range(0, len(order), per_id)]
+    rng.shuffle(chunks)
+    per_batch = max(batch // per_id, 2)
+    return [np.concatenate(chunks[k:k + per_batch]) for k in range(0, len(chunks), per_batch)
+            if len(chunks[k:k + per_batch]) >= 2]
+
+
+@dataclass
+class FitConfig:
+    network: str = "resnet18"
+    epochs: int = 30
+    batch: int = 32
+    lr: float = 1e-3
+    per_id: int = 4  # samples per identity in a Re-ID batch
+    seed: int = 0
+    device: str = "cpu"
+    augment: bool = True
+
+
+def fit_classnet(x: np.ndarray, labels: np.ndarray, n_classes: int, reid: bool,
+                 config: FitConfig = FitConfig()) -> ClassNet:
+    """Train a ClassNet on (N, C, H, W) inputs: cross-entropy (task) or cross-entropy plus
+    the batch-hard triplet loss (Re-ID, P x K batches); Adam with a cosine schedule."""
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    device = torch.device(config.device)
+    net = ClassNet(config.network, n_classes, x.shape[1]).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=config.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
+    data = torch.from_numpy(x)
+    y = torch.from_numpy(labels.astype(np.int64))
+    for epoch in range(config.epochs):
+        net.train()
+        if reid:
+            batches = identity_batches(labels, config.per_id, config.batch, rng)
+        else:
+            order = rng.permutation(len(x))
+            batches = [order[k:k + config.batch] for k in range(0, len(x), config.batch)
+                       if len(order[k:k + config.batch]) > 1]
+        total = 0.0
+        for idx in batches:
+            xb = data[idx]
+            if config.augment:
+                xb = augment(xb, gen)
+            xb, yb = xb.to(device), y[idx].to(device)
+            logits, embedding, _ = net(xb)
+            loss = reid_loss(logits, embedding, yb) if reid else target_loss(logits, yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        sched.step()
+        log.info("epoch %d/%d loss %.4f", epoch + 1, config.epochs, total / len(x))
+    return net.eval()
+
+
+@torch.no_grad()
+def predict(net: ClassNet, x: np.ndarray, device: str = "cpu", batch: int = 64):
+    """(logits, flip descriptors) of every input, in eval mode."""
+    net.eval()
+    logits, desc = [], []
+    for k in range(0, len(x), batch):
+        xb = torch.from_numpy(x[k:k + batch]).to(device)
+        logits.append(net(xb)[0].cpu())
+        desc.append(flip_descriptor(lambda v: net(v)[1], xb).cpu())
+    return torch.cat(logits), torch.cat(desc)
+
+
+def target_accuracy(net: ClassNet, x: np.ndarray, targets: np.ndarray,
+                    device: str = "cpu") -> float:
+    logits, _ = predict(net, x, device)
+    return top1_accuracy(logits, torch.from_numpy(targets.astype(np.int64)))
+
+
+def reid_accuracy(net: ClassNet, x: np.ndarray, users: np.ndarray, files: np.ndarray,
+                  targets: np.ndarray, query: np.ndarray, device: str = "cpu") -> ReidResult:
+    """Re-ID on unseen people: `query` marks the query recordings, the rest is the gallery."""
+    _, desc = predict(net, x, device)
+    d = desc.numpy()
+    q, g = np.flatnonzero(query), np.flatnonzero(~query)
+    return reid_evaluate(d[q], users[q], files[q], targets[q], d[g], users[g], files[g],
+                         targets[g])
