@@ -176,6 +176,7 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--network", default="resnet18")
     ap.add_argument("--ablation", action="store_true", help="also run the identity-cue ablation")
+    ap.add_argument("--reid-only", action="store_true", help="skip the gesture net (experiments)")
     ap.add_argument("--data", default="runs/synth-check", help="where datasets are cached")
     ap.add_argument("--out", default="docs/synth-learnability.md")
     ap.add_argument("--threads", type=int, default=None)
@@ -195,7 +196,8 @@ def main(argv=None) -> int:
     data_dir = Path(args.data)
     main_rows = []
     for seed in args.seeds:
-        main_rows.append(evaluate_seed(replace(config, seed=seed), fit, data_dir))
+        main_rows.append(evaluate_seed(replace(config, seed=seed), fit, data_dir,
+                                       task=not args.reid_only))
         print(json.dumps(main_rows[-1]), flush=True)
     ablation = {}
     if args.ablation:

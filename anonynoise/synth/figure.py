@@ -37,8 +37,9 @@ def figure_shapes(person: Person, variation: Variation, angles: np.ndarray, t: n
     turn = variation.rotation + sway
     shift = 0.012 * np.sin(2 * np.pi * p.sway_frequency * 0.7 * t + 1.3 * variation.phase)
     cos_t, sin_t = np.cos(turn), np.sin(turn)
+    bob = p.breathing * np.sin(2 * np.pi * 0.3 * t + variation.phase)
     center = np.stack([variation.center_x * width + shift * unit,
-                       np.full(n, variation.center_y * height)], -1)
+                       variation.center_y * height + bob * unit], -1)
 
     def to_px(local: np.ndarray) -> np.ndarray:
         """(n, 2) body coordinates (units of `unit`, y down) -> pixels, turned and placed."""
@@ -68,26 +69,41 @@ def figure_shapes(person: Person, variation: Variation, angles: np.ndarray, t: n
     style = HAIR_STYLES[p.hair_style]
     ha, hb = p.head_width / 2 * unit, p.head_height / 2 * unit
     grow = 1 + 0.25 * p.hair_volume
-    head_px = to_px(point(0, head_center))
+    # the head tilts about the neck, in the person's rhythm, on top of the body's sway
+    tilt = np.radians(p.head_motion) * np.sin(2 * np.pi * p.head_frequency * t
+                                              + 2.1 * variation.phase)
+    neck_top = top - p.neck_length
+
+    def head_point(x, y):
+        """A point of the head (body coordinates), tilted about the top of the neck."""
+        dx, dy = x, y - neck_top
+        return np.stack([np.cos(tilt) * dx - np.sin(tilt) * dy,
+                         neck_top + np.sin(tilt) * dx + np.cos(tilt) * dy], -1)
+
+    head_turn = turn + tilt
+    head_px = to_px(head_point(0, head_center))
     if style == "long":
-        c = to_px(point(0, head_center + 0.7 * p.head_height))
-        put(0, BOX, (c[:, 0], c[:, 1], ha * grow, 0.75 * hb * 2, turn, ha * 0.5), p.hair_grey)
+        c = to_px(head_point(0, head_center + 0.7 * p.head_height))
+        put(0, BOX, (c[:, 0], c[:, 1], ha * grow, 0.75 * hb * 2, head_turn, ha * 0.5),
+            p.hair_grey)
     torso = to_px(point(0, 0))
     put(1, BOX, (torso[:, 0], torso[:, 1], (p.shoulder_width + p.hip_width) / 4 * unit,
                  p.torso_height / 2 * unit, turn, 0.05 * unit), p.shirt_grey, shirt, turn, torso)
-    neck_a, neck_b = to_px(point(0, top + 0.02)), to_px(point(0, head_center))
+    neck_a, neck_b = to_px(point(0, top + 0.02)), head_px
     put(2, CAPSULE, (neck_a[:, 0], neck_a[:, 1], neck_b[:, 0], neck_b[:, 1],
                      0.3 * p.head_width * unit), p.skin_grey)
     if style != "none":
         lift = (0.15 + 0.35 * p.hair_volume) * hb
-        hair = to_px(point(0, head_center - lift / unit))
+        hair = to_px(head_point(0, head_center - lift / unit))
         bumps = (0.06 + 0.1 * p.hair_bumps, 9 + 6 * p.hair_bumps) if style == "curly" else (0, 0)
-        put(3, ELLIPSE, (hair[:, 0], hair[:, 1], ha * grow, hb + 0.3 * lift, turn, *bumps),
+        put(3, ELLIPSE, (hair[:, 0], hair[:, 1], ha * grow, hb + 0.3 * lift, head_turn, *bumps),
             p.hair_grey)
     if style == "bun":
-        bun = to_px(point(0, head_center - 1.05 * p.head_height / 2 - 0.3 * p.head_width / 2))
-        put(4, ELLIPSE, (bun[:, 0], bun[:, 1], 0.4 * ha, 0.35 * ha, turn, 0, 0), p.hair_grey)
-    put(5, ELLIPSE, (head_px[:, 0], head_px[:, 1], ha, hb, turn, 0, 0), p.skin_grey)
+        bun = to_px(head_point(0, head_center - 1.05 * p.head_height / 2
+                               - 0.3 * p.head_width / 2))
+        put(4, ELLIPSE, (bun[:, 0], bun[:, 1], 0.4 * ha, 0.35 * ha, head_turn, 0, 0),
+            p.hair_grey)
+    put(5, ELLIPSE, (head_px[:, 0], head_px[:, 1], ha, hb, head_turn, 0, 0), p.skin_grey)
 
     shoulder_y = top + 0.035
     order = (1 - p.lead_arm, p.lead_arm)  # the leading arm is drawn last: in front

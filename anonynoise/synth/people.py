@@ -56,6 +56,9 @@ class Person:
     elbow_bend: float
     sway_amplitude: float
     sway_frequency: float
+    head_motion: float  # degrees of head tilt
+    head_frequency: float
+    breathing: float  # vertical bob of the upper body, fraction of the height
     lead_arm: int  # 0 or 1: the arm that leads in two-handed gestures and is drawn in front
     lead_lag: float  # phase lag of the other arm, radians
 
@@ -71,7 +74,7 @@ CUES = {
     "clothing": ("shirt_grey", "texture", "texture_angle", "texture_period", "texture_contrast",
                  "long_sleeves"),
     "motion": ("speed", "amplitude", "elbow_bend", "sway_amplitude", "sway_frequency",
-               "lead_arm", "lead_lag"),
+               "head_motion", "head_frequency", "breathing", "lead_arm", "lead_lag"),
 }
 ALL_CUES = tuple(CUES)
 
@@ -87,10 +90,11 @@ def _draw_traits(rng: np.random.Generator) -> dict:
         hair_style=int(rng.integers(len(HAIR_STYLES))), hair_volume=u(0.1, 0.45),
         hair_bumps=u(0.0, 1.0), hair_grey=u(0.05, 0.7), skin_grey=u(0.35, 0.85),
         shirt_grey=u(0.1, 0.9), texture=int(rng.integers(len(TEXTURES))),
-        texture_angle=u(0, np.pi), texture_period=u(0.025, 0.08),
+        texture_angle=u(0, np.pi), texture_period=u(0.05, 0.12),
         texture_contrast=u(0.3, 0.7), long_sleeves=bool(rng.random() < 0.5),
         speed=u(0.75, 1.3), amplitude=u(0.75, 1.25), elbow_bend=u(-15.0, 25.0),
-        sway_amplitude=u(0.5, 4.0), sway_frequency=u(0.2, 0.8),
+        sway_amplitude=u(1.0, 5.0), sway_frequency=u(0.2, 0.8),
+        head_motion=u(1.0, 6.0), head_frequency=u(0.3, 1.2), breathing=u(0.002, 0.01),
         lead_arm=int(rng.integers(2)), lead_lag=u(-0.6, 0.6),
     )
 

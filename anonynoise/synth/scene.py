@@ -42,7 +42,7 @@ def adaptive_frames(shapes: np.ndarray, t: np.ndarray, max_shift_px: float = MAX
     moved = 0.0
     for i in range(1, len(t)):
         moved += motion[i - 1]
-        if moved > max_shift_px or t[i] - t[keep[-1]] >= max_gap_s or i == len(t) - 1:
+        if moved > max_shift_px or t[i] - t[keep[-1]] >= max_gap_s - 1e-9 or i == len(t) - 1:
             keep.append(i)
             moved = 0.0
     return np.asarray(keep)
