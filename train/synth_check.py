@@ -27,7 +27,12 @@ import numpy as np
 import torch
 
 from anonynoise.cli import run
-from anonynoise.synth.dataset import MANIFEST, DatasetConfig, generate_dataset
+from anonynoise.synth.dataset import (
+    MANIFEST,
+    DatasetConfig,
+    generate_dataset,
+    generator_fingerprint,
+)
 from anonynoise.synth.people import ALL_CUES
 from train.classify import FitConfig, fit_classnet, reid_accuracy, target_accuracy
 from train.dvsgesture import load_split
@@ -48,8 +53,9 @@ def dataset(data_dir: Path, config: DatasetConfig) -> Path:
     out = data_dir / key
     manifest = out / "DVSGesture" / MANIFEST
     if manifest.exists():
-        saved = json.loads(manifest.read_text())["config"]
-        if saved == json.loads(json.dumps(asdict(config))):
+        saved = json.loads(manifest.read_text())
+        if saved["config"] == json.loads(json.dumps(asdict(config))) and \
+                saved.get("fingerprint") == generator_fingerprint():
             return out / "DVSGesture"
     return generate_dataset(out, config, force=True)
 

@@ -34,7 +34,10 @@ def figure_shapes(person: Person, variation: Variation, angles: np.ndarray, t: n
     unit = height * variation.scale  # lengths in the person's traits are fractions of this
     sway = np.radians(p.sway_amplitude) * np.sin(2 * np.pi * p.sway_frequency * t
                                                  + variation.phase)
-    turn = variation.rotation + sway
+    # the upper body leans with the arms' asymmetry (how far each reaches out), as people
+    # balance while gesturing
+    reach = np.sin(np.radians(angles[:, :, 0]))
+    turn = variation.rotation + sway + np.radians(p.body_coupling) * (reach[:, 0] - reach[:, 1])
     shift = 0.012 * np.sin(2 * np.pi * p.sway_frequency * 0.7 * t + 1.3 * variation.phase)
     cos_t, sin_t = np.cos(turn), np.sin(turn)
     bob = p.breathing * np.sin(2 * np.pi * 0.3 * t + variation.phase)

@@ -59,6 +59,7 @@ class Person:
     head_motion: float  # degrees of head tilt
     head_frequency: float
     breathing: float  # vertical bob of the upper body, fraction of the height
+    body_coupling: float  # degrees the upper body leans per 90 degrees of arm asymmetry
     lead_arm: int  # 0 or 1: the arm that leads in two-handed gestures and is drawn in front
     lead_lag: float  # phase lag of the other arm, radians
 
@@ -74,7 +75,8 @@ CUES = {
     "clothing": ("shirt_grey", "texture", "texture_angle", "texture_period", "texture_contrast",
                  "long_sleeves"),
     "motion": ("speed", "amplitude", "elbow_bend", "sway_amplitude", "sway_frequency",
-               "head_motion", "head_frequency", "breathing", "lead_arm", "lead_lag"),
+               "head_motion", "head_frequency", "breathing", "body_coupling", "lead_arm",
+               "lead_lag"),
 }
 ALL_CUES = tuple(CUES)
 
@@ -95,6 +97,7 @@ def _draw_traits(rng: np.random.Generator) -> dict:
         speed=u(0.75, 1.3), amplitude=u(0.75, 1.25), elbow_bend=u(-15.0, 25.0),
         sway_amplitude=u(1.0, 5.0), sway_frequency=u(0.2, 0.8),
         head_motion=u(1.0, 6.0), head_frequency=u(0.3, 1.2), breathing=u(0.002, 0.01),
+        body_coupling=u(1.0, 5.0),
         lead_arm=int(rng.integers(2)), lead_lag=u(-0.6, 0.6),
     )
 
