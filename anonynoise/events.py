@@ -277,8 +277,12 @@ def from_dv(store, sensor_size: Sequence[int], *, t_prev: int | None = None) -> 
                        t_prev=t_prev)
 
 
-def from_dvsgesture_array(array: np.ndarray) -> EventBatch:
+def from_dvsgesture_array(array: np.ndarray,
+                          sensor_size: Sequence[int] = DVS_GESTURE_SENSOR) -> EventBatch:
     """Convert tonic's DVS-Gesture array: N x 4 float, columns x, y, p, t in ms (µs fraction).
+
+    The files hold no sensor size: DVS-Gesture's is 128x128; our synthetic benchmark records
+    its own in its manifest.
 
     The times are rounded to the nearest µs; tonic itself truncates after `* 1000`, which turns
     a value stored as 1234.567 ms into 1234566 µs whenever the float product falls just below.
@@ -291,7 +295,7 @@ def from_dvsgesture_array(array: np.ndarray) -> EventBatch:
     if not np.all(np.isfinite(t_ms)):
         raise AnonyNoiseError("invalid DVS-Gesture events: non-finite timestamps")
     t_us = np.rint(t_ms * 1000.0)
-    w, h = DVS_GESTURE_SENSOR
+    w, h = _sensor_wh(sensor_size)
     return make_events(t_us, a[:, 0], a[:, 1], a[:, 2], w, h)
 
 

@@ -8,6 +8,7 @@ Identity is the user number, the task label the file name, as in the reference.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -16,8 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from anonynoise.errors import AnonyNoiseError
-from anonynoise.events import from_dvsgesture_array
+from anonynoise.events import DVS_GESTURE_SENSOR, from_dvsgesture_array
 from anonynoise.represent import events_to_counts, whole_sample_window
+from anonynoise.synth.dataset import MANIFEST
 
 SPLITS = {"train": "ibmGestureTrain", "test": "ibmGestureTest"}
 _SESSION = re.compile(r"^user(\d+)_(.+)$")
@@ -51,11 +53,24 @@ def scan(root: str | os.PathLike, split: str) -> list[Recording]:
     return out
 
 
-def whole_sample_frames(recording: Recording, bins: int = 5) -> np.ndarray:
+def sensor_size(root: str | os.PathLike) -> tuple[int, int]:
+    """128x128 (DVS-Gesture), or the size our synthetic benchmark's manifest gives."""
+    manifest = Path(root) / MANIFEST
+    if manifest.is_file():
+        try:
+            size = int(json.loads(manifest.read_text())["config"]["size"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise AnonyNoiseError(f"{manifest}: unreadable ({e})") from None
+        return size, size
+    return DVS_GESTURE_SENSOR
+
+
+def whole_sample_frames(recording: Recording, bins: int = 5,
+                        sensor: tuple[int, int] = DVS_GESTURE_SENSOR) -> np.ndarray:
     """The reference's representation: the whole sample in `bins` time bins, as tonic's
     ToFrame(n_time_bins) makes it, flattened to (2 * bins, H, W) float32."""
     try:
-        events = from_dvsgesture_array(np.load(recording.path, allow_pickle=False))
+        events = from_dvsgesture_array(np.load(recording.path, allow_pickle=False), sensor)
     except (ValueError, OSError) as e:
         raise AnonyNoiseError(f"{recording.path}: not a DVS-Gesture recording ({e})") from None
     except AnonyNoiseError as e:
@@ -68,5 +83,6 @@ def whole_sample_frames(recording: Recording, bins: int = 5) -> np.ndarray:
 def load_split(root: str | os.PathLike, split: str, bins: int = 5):
     """(frames (N, 2*bins, H, W) float32, recordings) of a split."""
     recordings = scan(root, split)
-    frames = np.stack([whole_sample_frames(r, bins) for r in recordings])
+    sensor = sensor_size(root)
+    frames = np.stack([whole_sample_frames(r, bins, sensor) for r in recordings])
     return frames, recordings

@@ -50,3 +50,12 @@ def test_load_split_and_a_broken_file(tmp_path):
     recs[0].path.write_bytes(b"garbage")
     with pytest.raises(AnonyNoiseError, match="not a DVS-Gesture recording"):
         load_split(tmp_path, "train")
+
+
+def test_synthetic_benchmark_sensor_size_comes_from_its_manifest(tmp_path):
+    from anonynoise.synth import DatasetConfig, generate_dataset
+
+    root = generate_dataset(tmp_path, DatasetConfig(users=2, test_users=1, reps=1, size=32,
+                                                    duration_s=0.3), workers=1)
+    frames, recs = load_split(root, "train")
+    assert frames.shape == (11, 10, 32, 32) and len(recs) == 11
