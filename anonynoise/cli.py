@@ -287,6 +287,9 @@ def run(main, argv=None, prog: str = "anonynoise") -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # the environment (missing file, permissions, full disk), not a bug
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except Exception as e:  # a bug, not bad input: still one line unless asked for more
         if os.environ.get("ANONYNOISE_DEBUG"):
             raise

@@ -1,43 +1,31 @@
 """Train and evaluate ClassNets on in-memory tensors: the task net and the Re-ID net.
 
-Small, CPU-friendly loops used by the synthetic learnability check (and the building blocks
-of the training stages): augmentation as the reference (random crop with padding and a small
-rotation, the same for every bin and polarity), a P x K identity sampler for the triplet
-loss, top-1 accuracy and Re-ID retrieval with the reference's rules.
+Small, CPU-friendly loops on arrays, used by the synthetic learnability check: augmentation
+as the reference (random crop with padding and a small rotation, the same for every bin and
+polarity), a P x K identity sampler for the triplet loss, top-1 accuracy and Re-ID retrieval
+with the reference's rules. The training stages (train.stages) work on datasets instead.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from anonynoise.losses import reid_loss, target_loss
 from anonynoise.metrics import ReidResult, flip_descriptor, reid_evaluate, top1_accuracy
 from anonynoise.models import ClassNet
+from train.augment import shift_and_rotate
 
 log = logging.getLogger(__name__)
 
 
-def augment(x: torch.Tensor, generator: torch.Generator, pad_fraction: float = 1 / 12,
-            max_degrees: float = 15.0) -> torch.Tensor:
-    """The reference's augmentation in one resampling: a random shift of up to h/12 pixels
-    (RandomCrop with padding) and a random rotation of up to 15 degrees, zeros outside,
-    nearest pixels (counts stay counts); the same for every channel of a sample."""
-    n, _, h, w = x.shape
-    pad = max(int(round(h * pad_fraction)), 1)
-    shift = torch.randint(-pad, pad + 1, (n, 2), generator=generator).float()
-    angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(max_degrees)
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0] * 2 / w], 1),
-                         torch.stack([sin, cos, shift[:, 1] * 2 / h], 1)], 1)
-    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid.to(x.device), mode="nearest", padding_mode="zeros",
-                         align_corners=False)
+def augment(x: torch.Tensor, generator: torch.Generator, max_degrees: float = 15.0) -> torch.Tensor:
+    """The reference's DVS-Gesture augmentation: RandomCrop(h, padding=h // 12) and
+    RandomRotation(15) in one resampling (train.augment)."""
+    return shift_and_rotate(x, generator, max(x.shape[-2] // 12, 1), max_degrees)
 
 
 def identity_batches(ids: np.ndarray, per_id: int, batch: int, rng: np.random.Generator):

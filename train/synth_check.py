@@ -35,7 +35,7 @@ from anonynoise.synth.dataset import (
 )
 from anonynoise.synth.people import ALL_CUES
 from train.classify import FitConfig, fit_classnet, reid_accuracy, target_accuracy
-from train.dvsgesture import load_split
+from train.datasets.dvsgesture import load_split
 
 ABLATIONS = {
     "all cues": ALL_CUES,

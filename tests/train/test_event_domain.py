@@ -1,0 +1,51 @@
+import numpy as np
+import torch
+
+from anonynoise.represent import counts_to_events, events_to_counts
+from train.event_domain import (event_mass, event_rate_ratio, event_round_trip,
+                                noise_budget_penalty, straight_through_round_trip)
+
+
+def test_round_trip_of_integer_counts_is_exact_and_negatives_vanish():
+    x = torch.tensor([[[[0.0, 3.0], [-2.0, 7.0]]]])
+    assert torch.equal(event_round_trip(x), torch.tensor([[[[0.0, 3.0], [0.0, 7.0]]]]))
+
+
+def test_round_trip_equals_what_the_streams_events_bin_back_to():
+    # the stream: counts_to_events then a consumer's events_to_counts over the same window
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 4, size=(5, 2, 16, 16)).astype(np.float32)
+    events = counts_to_events(x, 0, 50_000, seed=1)
+    rebinned = events_to_counts(events, 0, 50_000, 5)
+    assert np.array_equal(rebinned, x)
+    ours = event_round_trip(torch.from_numpy(x.reshape(1, 10, 16, 16)))
+    assert np.array_equal(ours.numpy().reshape(5, 2, 16, 16), x)
+
+
+def test_fractions_round_stochastically_to_their_expectation():
+    x = torch.full((1, 1, 200, 200), 0.3)
+    out = event_round_trip(x, torch.Generator().manual_seed(0))
+    assert set(out.unique().tolist()) == {0.0, 1.0}
+    assert abs(float(out.mean()) - 0.3) < 0.01
+
+
+def test_straight_through_gradient_is_the_identity():
+    x = torch.tensor([0.4, 1.6, -3.0], requires_grad=True)
+    y = straight_through_round_trip(x)
+    assert set(y.detach().tolist()) <= {0.0, 1.0, 2.0}
+    (y * torch.tensor([1.0, 2.0, 3.0])).sum().backward()
+    assert torch.equal(x.grad, torch.tensor([1.0, 2.0, 3.0]))
+
+
+def test_noise_budget_penalises_only_the_excess_event_rate():
+    clean = torch.zeros(2, 1, 2, 2)
+    clean[:, 0, 0, 0] = 10.0  # 10 events per sample
+    within = clean * 2.5
+    over = clean.clone()
+    over[0, 0, 1, 1] = 40.0  # sample 0: 50 events, 5x
+    assert float(event_mass(over)[0]) == 50.0
+    assert float(noise_budget_penalty(within, clean, 3.0)) == 0.0
+    assert abs(float(noise_budget_penalty(over, clean, 3.0)) - (5.0 - 3.0) / 2) < 1e-6
+    negative = clean - 100.0  # negative values are no events
+    assert float(event_mass(negative).sum()) == 0.0
+    assert abs(event_rate_ratio(over, clean) - 60 / 20) < 1e-6

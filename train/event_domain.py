@@ -1,0 +1,44 @@
+"""Training through the events the stream really sends: the round trip and the noise budget.
+
+The stream turns the anonymized tensor back into events (negatives are no events, counts are
+rounded stochastically, timestamps spread inside their bin) and a consumer bins them again.
+Re-binning events that were spread inside their own bin gives back the same cells, so the
+tensor -> events -> tensor round trip equals stochastic rounding of max(x, 0), which torch
+does on any device. The gradient passes straight through (the rounding has none).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def event_round_trip(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """What a consumer of the stream bins from the events sampled out of x (no gradient)."""
+    v = x.detach().clamp(min=0)
+    floor = v.floor()
+    u = torch.rand(v.shape, generator=generator, device=v.device, dtype=v.dtype)
+    return floor + (u < v - floor).to(v.dtype)
+
+
+def straight_through_round_trip(x: torch.Tensor) -> torch.Tensor:
+    """event_round_trip in the forward pass, identity in the backward pass."""
+    return x + (event_round_trip(x) - x).detach()
+
+
+def event_mass(x: torch.Tensor) -> torch.Tensor:
+    """Per sample, the number of events a tensor turns into (the sum of its positive part)."""
+    return x.clamp(min=0).flatten(1).sum(1)
+
+
+def noise_budget_penalty(anonymized: torch.Tensor, clean: torch.Tensor,
+                         budget: float) -> torch.Tensor:
+    """How far each sample's event count exceeds `budget` times the clean input's, averaged:
+    0 within the budget. Unbounded noise multiplies the event rate until no stream can carry
+    it; this keeps the anonymizer's output a usable stream."""
+    ratio = event_mass(anonymized) / event_mass(clean).clamp(min=1.0)
+    return torch.relu(ratio - budget).mean()
+
+
+def event_rate_ratio(anonymized: torch.Tensor, clean: torch.Tensor) -> float:
+    """Events out per event in, over a batch."""
+    return float(event_mass(anonymized).sum() / event_mass(clean).sum().clamp(min=1.0))
