@@ -144,20 +144,6 @@ class MetricLog:
                     self.writer.add_scalar(key, value, epoch)
             self.writer.flush()
 
-    def check_in_sync(self, nets: dict[str, nn.Module]) -> None:
-        """After distributed training every rank must hold the same weights (DDP averages
-        the gradients); a difference means a gradient escaped the reduction."""
-        if not self.distributed:
-            return
-        for name, net in nets.items():
-            total = torch.stack([p.detach().double().sum() for p in unwrap(net).parameters()])
-            gathered = [torch.zeros_like(total) for _ in range(self.world)]
-            dist.all_gather(gathered, total.cpu() if self.device.type == "cpu" else total)
-            spread = max(float((g - gathered[0]).abs().max()) for g in gathered)
-            if spread > 1e-6 * max(1.0, float(total.abs().max())):
-                raise RuntimeError(f"distributed training: the {name} net differs between ranks")
-        log.info("weights identical on all %d ranks", self.world)
-
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()

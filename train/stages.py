@@ -86,14 +86,18 @@ def _training_record(args: Namespace, stage: str, bench: Benchmark, epoch: int,
 # pre- and post-training
 
 
+def _in_processes(stage, args: Namespace) -> dict:
+    procs = start(args.device, args.seed)
+    try:
+        return stage(args, procs)
+    finally:
+        procs.close()
+
+
 def preposttrain(args: Namespace) -> dict:
     """Pre-train (clean inputs) or post-train (behind a frozen anonymizer) a ClassNet for the
     task (--anno_type target) or identities (--anno_type id); returns the final metrics."""
-    procs = start(args.device, args.seed)
-    try:
-        return _preposttrain(args, procs)
-    finally:
-        procs.close()
+    return _in_processes(_preposttrain, args)
 
 
 def _preposttrain(args: Namespace, procs: Processes) -> dict:
@@ -231,11 +235,9 @@ def _role_hint(path: str, role: str) -> str | None:
 
 
 def pipeline(args: Namespace) -> dict:
-    procs = start(args.device, args.seed)
-    try:
-        return _pipeline(args, procs)
-    finally:
-        procs.close()
+    """Train the anonymizer against the Re-ID net while the target net keeps the task;
+    returns the last epoch's metrics."""
+    return _in_processes(_pipeline, args)
 
 
 def _pipeline(args: Namespace, procs: Processes) -> dict:

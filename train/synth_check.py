@@ -122,6 +122,22 @@ def evaluate_seed(config: DatasetConfig, fit: FitConfig, data_dir: Path, task: b
     return result
 
 
+def _job(job):
+    torch.set_num_threads(1)  # one training per core beats two threads per training
+    config, fit, data_dir, task = job
+    return evaluate_seed(config, fit, data_dir, task)
+
+
+def run_jobs(jobs, processes: int):
+    """Each (config, fit, data_dir, task) evaluated, in `processes` parallel processes."""
+    if processes <= 1:
+        return [evaluate_seed(*job) for job in jobs]
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        return pool.map(_job, jobs, chunksize=1)
+
+
 def _mean(rows, key):
     values = [r[key] for r in rows if key in r]
     return (float(np.mean(values)), float(np.std(values))) if values else (float("nan"), 0.0)
@@ -186,6 +202,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default="runs/synth-check", help="where datasets are cached")
     ap.add_argument("--out", default="docs/synth-learnability.md")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="trainings in parallel, one thread each (2 on a 2-core machine)")
     ap.add_argument("--tiny", action="store_true", help="a smoke run (seconds, meaningless numbers)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -200,19 +218,23 @@ def main(argv=None) -> int:
     fit = FitConfig(network=args.network, epochs=args.epochs)
     start = time.time()
     data_dir = Path(args.data)
-    main_rows = []
-    for seed in args.seeds:
-        main_rows.append(evaluate_seed(replace(config, seed=seed), fit, data_dir,
-                                       task=not args.reid_only))
-        print(json.dumps(main_rows[-1]), flush=True)
+    jobs = [(replace(config, seed=seed), fit, data_dir, not args.reid_only)
+            for seed in args.seeds]
+    if args.ablation:
+        jobs += [(replace(config, seed=s, cues=cues), fit, data_dir, False)
+                 for name, cues in ABLATIONS.items() if cues != ALL_CUES for s in args.seeds]
+    for job in jobs:  # generate every benchmark first (this uses all cores by itself)
+        dataset(data_dir, job[0])
+    results = run_jobs(jobs, args.jobs)
+    main_rows = results[:len(args.seeds)]
+    for row in main_rows:
+        print(json.dumps(row), flush=True)
     ablation = {}
     if args.ablation:
+        rest = iter(results[len(args.seeds):])
         for name, cues in ABLATIONS.items():
-            if cues == ALL_CUES:
-                ablation[name] = main_rows
-                continue
-            ablation[name] = [evaluate_seed(replace(config, seed=s, cues=cues), fit, data_dir,
-                                            task=False) for s in args.seeds]
+            ablation[name] = main_rows if cues == ALL_CUES else \
+                [next(rest) for _ in args.seeds]
             print(name, json.dumps(ablation[name]), flush=True)
     report(Path(args.out), args, config, fit, main_rows, ablation, time.time() - start)
     print(f"wrote {args.out}")
