@@ -55,6 +55,15 @@ def whole_sample_window(events: EventBatch, bins: int) -> tuple[int, int]:
     return t0, t0 + width * int(bins)
 
 
+def whole_sample_counts(events: EventBatch, bins: int) -> np.ndarray:
+    """tonic's ToFrame(n_time_bins=bins) of a whole sample, (bins, 2, H, W) float32; like
+    tonic, a sample that spans fewer time units than bins gives all zeros."""
+    if len(events) and int(events.t[-1]) - int(events.t[0]) < int(bins):
+        return np.zeros((int(bins), 2, events.height, events.width), np.float32)
+    t0, t1 = whole_sample_window(events, bins)
+    return events_to_counts(events, t0, t1, bins)
+
+
 # ---------------------------------------------------------------------------------------------
 # events -> tensor
 

@@ -20,6 +20,8 @@ def open_dataset(name: str, path: str | os.PathLike, window_ms: float | None = N
     """Read dataset `name` at `path` (checks the layout; frames are made on first use)."""
     from anonynoise.errors import AnonyNoiseError
 
+    if name not in DATASETS:
+        raise AnonyNoiseError(f"unknown dataset {name!r} (known: {', '.join(DATASETS)})")
     if name in ("dvsg", "synth"):
         from train.datasets.dvsgesture import load_dvsgesture
 

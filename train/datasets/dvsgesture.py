@@ -23,7 +23,7 @@ import torch
 from anonynoise.checkpoint import Representation
 from anonynoise.errors import AnonyNoiseError
 from anonynoise.events import DVS_GESTURE_SENSOR, EventBatch, from_dvsgesture_array, make_events
-from anonynoise.represent import events_to_counts, whole_sample_window
+from anonynoise.represent import events_to_counts, whole_sample_counts
 from anonynoise.synth.dataset import MANIFEST
 from train.augment import dvsgesture_augmentation
 from train.datasets.base import Benchmark, FrameSet, Sample, id_labels
@@ -104,9 +104,7 @@ def whole_sample_frames(recording: Recording, bins: int = 5,
         events = EventBatch.trusted(ms, events.x, events.y, events.p, events.width,
                                     events.height) if _sorted(ms) else make_events(
             ms, events.x, events.y, events.p, events.width, events.height)
-    t0, t1 = whole_sample_window(events, bins)
-    counts = events_to_counts(events, t0, t1, bins)
-    return counts.reshape(2 * bins, events.height, events.width)
+    return whole_sample_counts(events, bins).reshape(2 * bins, events.height, events.width)
 
 
 def _sorted(t: np.ndarray) -> bool:

@@ -24,7 +24,7 @@ import torch
 from anonynoise.checkpoint import Representation
 from anonynoise.errors import AnonyNoiseError
 from anonynoise.events import make_events
-from anonynoise.represent import events_to_counts, whole_sample_window
+from anonynoise.represent import whole_sample_counts
 from train.augment import Augmentation, random_crop, random_hflip, random_rotation, resize
 from train.datasets.base import Benchmark, FrameSet, Sample, id_labels
 
@@ -63,8 +63,7 @@ def chunk_frames(path: Path, bins: int = 5) -> np.ndarray:
         events = make_events(t, x, y, a[:, 3].astype(np.int64) > 0, w, h)
     except AnonyNoiseError as e:
         raise AnonyNoiseError(f"{path}: {e}") from None
-    t0, t1 = whole_sample_window(events, bins)
-    counts = events_to_counts(events, t0, t1, bins).reshape(2 * bins, h, w)
+    counts = whole_sample_counts(events, bins).reshape(2 * bins, h, w)
     side = max(h, w)
     top, left = (side - h) // 2, (side - w) // 2
     square = np.zeros((2 * bins, side, side), np.float32)

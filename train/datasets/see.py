@@ -6,7 +6,7 @@ The splits come from the reference's metadata (train/reference_splits/see_metada
 `train`, `val`, `query`, `gallery`, each a list of {filename, user_id, target_id}). Each
 frame is an image where events are pure white (1.0) or pure black (0.0); the two masks are the
 two "polarity" planes (white first, as the reference concatenates them). The frames of a
-sequence, in file-name order (the reference lists them unsorted, which on most file systems
+sequence, in file-name order (numbers compared as numbers; the reference lists them unsorted, which on most file systems
 scrambles time), are cut into 5 consecutive groups and summed: (5 bins x 2, H, W).
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -41,9 +42,15 @@ def read_metadata(path: Path = METADATA) -> dict[str, list[dict]]:
     return data
 
 
+def _natural(path: Path):
+    """Sort key: 2.jpg before 10.jpg (zero-padded names sort the same either way)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
 def sequence_frames(folder: Path, bins: int = 5) -> np.ndarray:
     """(2 * bins, H, W) float32 counts of one sequence folder of event-frame images."""
-    files = sorted(f for f in folder.iterdir() if f.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    files = sorted((f for f in folder.iterdir() if f.suffix.lower() in (".jpg", ".jpeg", ".png")),
+                   key=_natural)
     if len(files) < bins:
         raise AnonyNoiseError(f"{folder}: {len(files)} frames, need at least {bins}")
     planes = []

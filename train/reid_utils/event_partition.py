@@ -5,7 +5,9 @@
 Input: INPUT_DIR/<ID>/<camera folder>/events.txt (first line "width height", then "t x y p"
 lines); the camera number is the digit in the folder name. Output, as the reference:
 OUT_DIR/Event_ReId_v2/<ID>/<camera folder>/<ID>_c<camera>_<NNN>.txt, chunk NNN (from 001)
-holding the events with t0 + (NNN-1)*33.3 < t <= t0 + NNN*33.3 (the first also t = t0).
+holding the events with t0 + (NNN-1)*33.3 < t <= t0 + NNN*33.3 (the first also t = t0); the
+bounds are sums of 33.3, as in the reference, so an event exactly on a bound may fall either
+side by float rounding.
 
 Two differences from the reference script, both deliberate: it drops the first event of every
 chunk after the first (the event that closes the previous chunk is never written), we keep it;

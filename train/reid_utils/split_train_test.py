@@ -34,7 +34,9 @@ def split(data_dir: Path, out_dir: Path) -> dict[str, int]:
         part = "test" if int(ident.name) in TEST_IDS else "train"
         step = TEST_STEP if part == "test" else 1
         (out_dir / part).mkdir(parents=True, exist_ok=True)
-        for cam in sorted(d for d in ident.iterdir() if d.is_dir()):
+        # a .partial folder is what a killed event_partition left behind, not a camera
+        for cam in sorted(d for d in ident.iterdir() if d.is_dir()
+                          and not d.name.endswith(".partial")):
             files = sorted(f for f in cam.iterdir() if f.suffix == ".txt")
             for f in files[::step]:
                 target = out_dir / part / f.name
