@@ -265,7 +265,9 @@ def _reference(data, path: Path, kind: str, role: str | None = None,
     tensors = _unwrap(data)
     marker = _MARKERS[kind]
     prefixes = _prefixes(tensors, marker)
-    if role is not None:
+    if role is not None and prefixes != [""]:
+        # a wrapper's file: take the sub-net of that role; a bare state dict (the reference
+        # saves each net of its pipeline on its own too) is that net, whatever the role
         prefixes = [p for p in prefixes if p.rstrip(".").endswith(role)]
     if not prefixes:
         found = sorted(m for m, key in _MARKERS.items() if _prefixes(tensors, key))

@@ -17,7 +17,7 @@ import torch
 from anonynoise.losses import reid_loss, target_loss
 from anonynoise.metrics import ReidResult, flip_descriptor, reid_evaluate, top1_accuracy
 from anonynoise.models import ClassNet
-from train.augment import shift_and_rotate
+from train.augment import random_hflip, shift_and_rotate
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,10 @@ class FitConfig:
     seed: int = 0
     device: str = "cpu"
     augment: bool = True
+    # mirror half the Re-ID training samples: identity does not depend on the side, and the
+    # reference's descriptor adds the mirrored input's embedding (never for the task, whose
+    # classes include left and right)
+    reid_flip: bool = True
 
 
 def fit_classnet(x: np.ndarray, labels: np.ndarray, n_classes: int, reid: bool,
@@ -82,6 +86,8 @@ def fit_classnet(x: np.ndarray, labels: np.ndarray, n_classes: int, reid: bool,
             xb = data[idx]
             if config.augment:
                 xb = augment(xb, gen)
+                if reid and config.reid_flip:
+                    xb = random_hflip(xb, gen)
             xb, yb = xb.to(device), y[idx].to(device)
             logits, embedding, _ = net(xb)
             loss = reid_loss(logits, embedding, yb) if reid else target_loss(logits, yb)

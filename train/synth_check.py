@@ -195,7 +195,7 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--duration", type=float, default=3.0)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--epochs", type=int, default=45)
     ap.add_argument("--network", default="resnet18")
     ap.add_argument("--ablation", action="store_true", help="also run the identity-cue ablation")
     ap.add_argument("--reid-only", action="store_true", help="skip the gesture net (experiments)")

@@ -150,3 +150,11 @@ def test_reference_file_without_the_asked_net(tmp_path):
     torch.save(DenoiseNet(10, 8, 3).state_dict(), tmp_path / "d.pth")
     with pytest.raises(CheckpointError, match=r"holds no classnet weights \(it holds: denoise\)"):
         load_net(tmp_path / "d.pth", "classnet")
+
+
+def test_a_bare_reference_state_dict_loads_whatever_role_is_asked(tmp_path):
+    from anonynoise.models import PaperAnonNet
+
+    torch.save(PaperAnonNet(10).state_dict(), tmp_path / "e299_last_epoch_weights.pth")
+    net, ckpt = load_net(tmp_path / "e299_last_epoch_weights.pth", "paper_anon", role="anonnet")
+    assert ckpt.kind == "paper_anon" and net.channels == 10
