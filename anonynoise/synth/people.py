@@ -85,19 +85,19 @@ def _draw_traits(rng: np.random.Generator) -> dict:
     u = rng.uniform
     head_width = u(0.105, 0.15)
     return dict(
-        torso_height=u(0.33, 0.43), shoulder_width=u(0.24, 0.36), hip_width=u(0.19, 0.28),
+        torso_height=u(0.31, 0.45), shoulder_width=u(0.22, 0.38), hip_width=u(0.18, 0.3),
         neck_length=u(0.025, 0.055), head_width=head_width,
         head_height=head_width * u(1.1, 1.4), upper_arm=u(0.16, 0.22), forearm=u(0.14, 0.2),
         arm_radius=u(0.03, 0.048), hand_radius=u(0.025, 0.038),
         hair_style=int(rng.integers(len(HAIR_STYLES))), hair_volume=u(0.1, 0.45),
         hair_bumps=u(0.0, 1.0), hair_grey=u(0.05, 0.7), skin_grey=u(0.35, 0.85),
         shirt_grey=u(0.1, 0.9), texture=int(rng.integers(len(TEXTURES))),
-        texture_angle=u(0, np.pi), texture_period=u(0.05, 0.12),
-        texture_contrast=u(0.3, 0.7), long_sleeves=bool(rng.random() < 0.5),
+        texture_angle=u(0, np.pi), texture_period=u(0.045, 0.13),
+        texture_contrast=u(0.4, 0.8), long_sleeves=bool(rng.random() < 0.5),
         speed=u(0.75, 1.3), amplitude=u(0.75, 1.25), elbow_bend=u(-15.0, 25.0),
-        sway_amplitude=u(1.0, 5.0), sway_frequency=u(0.2, 0.8),
+        sway_amplitude=u(2.5, 6.0), sway_frequency=u(0.2, 0.8),
         head_motion=u(1.0, 6.0), head_frequency=u(0.3, 1.2), breathing=u(0.002, 0.01),
-        body_coupling=u(1.0, 5.0),
+        body_coupling=u(2.0, 6.0),
         lead_arm=int(rng.integers(2)), lead_lag=u(-0.6, 0.6),
     )
 
@@ -143,7 +143,7 @@ def sample_variation(rng: np.random.Generator, lighting: str | None = None) -> V
     if lighting not in LIGHTINGS:
         raise ValueError(f"unknown lighting {lighting!r} (known: {', '.join(LIGHTINGS)})")
     return Variation(center_x=rng.uniform(0.42, 0.58), center_y=rng.uniform(0.68, 0.76),
-                     scale=rng.uniform(1.2, 1.45), rotation=rng.uniform(-0.06, 0.06),
-                     speed=rng.uniform(0.82, 1.2), amplitude=rng.uniform(0.8, 1.2),
+                     scale=rng.uniform(1.25, 1.4), rotation=rng.uniform(-0.06, 0.06),
+                     speed=rng.uniform(0.9, 1.1), amplitude=rng.uniform(0.9, 1.1),
                      phase=rng.uniform(0, 2 * np.pi), start=rng.uniform(0.05, 0.4),
                      lighting=lighting, background_seed=int(rng.integers(2**31)))
