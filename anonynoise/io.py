@@ -175,6 +175,19 @@ class Aedat4Reader(EventReader):
         self._recording = None
 
 
+def to_event_store(events: EventBatch):
+    """A dv-processing EventStore with the batch's events. dv has no bulk numpy path, so this
+    pushes events one by one (a few million per second)."""
+    import dv_processing as dv
+
+    store = dv.EventStore()
+    push = store.push_back
+    for t, x, y, p in zip(events.t.tolist(), events.x.tolist(), events.y.tolist(),
+                          events.p.tolist()):
+        push(t, x, y, p == 1)
+    return store
+
+
 class Aedat4Writer:
     """Write events to an AEDAT 4 file (dv-processing MonoCameraWriter, LZ4).
 
@@ -221,13 +234,8 @@ class Aedat4Writer:
         free = shutil.disk_usage(self._tmp.parent).free
         if free < len(events) * 16 + (4 << 20):
             raise AnonyNoiseError(f"{self.path}: not enough disk space ({free >> 20} MiB free)")
-        store = self._dv.EventStore()
-        push = store.push_back
-        for t, x, y, p in zip(events.t.tolist(), events.x.tolist(), events.y.tolist(),
-                              events.p.tolist()):
-            push(t, x, y, p == 1)
         # A fresh store: dv's writeEvents of a sliceTime view would duplicate events.
-        self._writer.writeEventPacket(store.toPacket())
+        self._writer.writeEventPacket(to_event_store(events).toPacket())
         self._t_last = int(events.t[-1])
         self.events_written += len(events)
 

@@ -1,0 +1,213 @@
+"""The service's pipeline: source -> windower -> bounded queue -> anonymizer -> publisher, sinks.
+
+    source thread:  reads the source, cuts windows (event time; a wall-clock watermark for
+                    quiet live sources), numbers them, and queues them. A live source never
+                    waits: when the queue is full the window is dropped and counted.
+    this thread:    anonymizes each window (fail closed: a refused window is dropped and
+                    counted, never sent raw), publishes it, hands it to the sinks, and sends
+                    a status message once a second.
+
+Raw events exist only between the source and the anonymizer; nothing else can reach them.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from anonynoise.anonymizer import AnonymizationRefused, Anonymizer
+from anonynoise.errors import AnonyNoiseError
+from anonynoise.events import EventBatch
+from stream.protocol import WindowHeader, new_session_id
+from stream.windower import Window, Windower
+
+log = logging.getLogger(__name__)
+_END = object()
+
+
+@dataclass
+class StreamConfig:
+    window_us: int = 50_000
+    max_window_events: int = 2_000_000  # a burst above this is thinned and counted
+    queue_windows: int = 8
+    absolute_time: bool = False  # default: timestamps relative to the stream start
+    max_consecutive_failures: int = 20  # then the service stops with an error
+    status_interval_s: float = 1.0
+    watermark_slack_us: int = 20_000  # how late a live source's events may arrive
+
+
+@dataclass
+class Counters:
+    windows_in: int = 0
+    windows_out: int = 0
+    events_in: int = 0
+    events_out: int = 0
+    dropped: dict = field(default_factory=lambda: {"anonymization": 0, "queue": 0,
+                                                   "burst_events": 0, "sink": 0})
+    latencies_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=2000))
+
+    def latency(self, q: float) -> float | None:
+        return float(np.percentile(list(self.latencies_ms), q)) if self.latencies_ms else None
+
+
+@dataclass
+class QueuedWindow:
+    window: Window
+    seq: int
+    wall_end: float | None  # monotonic time at which the window's end happened (live / paced)
+
+
+class Pipeline:
+    """Run a source through an anonymizer to a publisher and sinks until the source ends or
+    stop() is called."""
+
+    def __init__(self, source, anonymizer: Anonymizer, publisher, sinks=(),
+                 config: StreamConfig = StreamConfig(), model: dict | None = None,
+                 paced: bool = True):
+        self.source, self.anonymizer, self.publisher = source, anonymizer, publisher
+        self.sinks = list(sinks)
+        self.config = config
+        self.model = model or {}
+        self.paced = paced  # events arrive in real time (camera, paced replay, live synth)
+        self.session = new_session_id()
+        self.counters = Counters()
+        self.windower = Windower(config.window_us, source.width, source.height,
+                                 max_events=config.max_window_events)
+        self.queue: queue.Queue = queue.Queue(maxsize=config.queue_windows)
+        self._stop = threading.Event()
+        self._source_error: BaseException | None = None
+        self.origin: int | None = None
+        self.started = time.monotonic()
+
+    # -- the source thread ------------------------------------------------------------------
+
+    def _read_source(self) -> None:
+        seq = 0
+        anchor = None  # (event time, monotonic time) of the first batch
+        try:
+            for batch in self.source:
+                if self._stop.is_set():
+                    break
+                now = time.monotonic()
+                if anchor is None and len(batch):
+                    anchor = (int(batch.t[0]), now)
+                self.counters.events_in += len(batch)
+                windows = self.windower.push(batch)
+                if self.source.live and anchor is not None:
+                    horizon = anchor[0] + int((now - anchor[1]) * 1e6) - \
+                        self.config.watermark_slack_us
+                    windows += self.windower.advance_to(horizon)
+                for w in windows:
+                    wall_end = None if anchor is None or not self.paced else \
+                        anchor[1] + (w.t_end - anchor[0]) / 1e6
+                    self._enqueue(QueuedWindow(w, seq, wall_end))
+                    seq += 1
+            for w in self.windower.flush():
+                self._enqueue(QueuedWindow(w, seq, None))
+                seq += 1
+        except BaseException as e:  # noqa: BLE001 - reported by the main thread
+            self._source_error = e
+        finally:
+            while True:  # the end marker, unless the main thread stopped reading
+                try:
+                    self.queue.put(_END, timeout=0.1)
+                    break
+                except queue.Full:
+                    if self._stop.is_set():
+                        break
+
+    def _enqueue(self, item: QueuedWindow) -> None:
+        self.counters.windows_in += 1
+        self.counters.dropped["burst_events"] += item.window.cut
+        if self.origin is None:
+            self.origin = item.window.t_start
+        if self.source.live:
+            try:
+                self.queue.put_nowait(item)
+            except queue.Full:  # never block a camera: drop and count
+                self.counters.dropped["queue"] += 1
+            return
+        while not self._stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    # -- this thread ------------------------------------------------------------------------
+
+    def run(self) -> dict:
+        reader = threading.Thread(target=self._read_source, name="source", daemon=True)
+        reader.start()
+        failures, last_reason = 0, ""
+        next_status = time.monotonic() + self.config.status_interval_s
+        try:
+            while True:
+                try:
+                    item = self.queue.get(timeout=self.config.status_interval_s)
+                except queue.Empty:
+                    item = None
+                if item is _END:
+                    break
+                if item is not None:
+                    ok, reason = self._process(item)
+                    failures = 0 if ok else failures + 1
+                    last_reason = reason or last_reason
+                    if failures >= self.config.max_consecutive_failures:
+                        raise AnonyNoiseError(f"anonymization failed for {failures} windows in "
+                                              f"a row ({last_reason}); stopping")
+                if time.monotonic() >= next_status:
+                    self.publisher.status({"session": self.session, **self.status()})
+                    next_status = time.monotonic() + self.config.status_interval_s
+            if self._source_error is not None:
+                raise self._source_error
+        finally:
+            self.stop()
+            reader.join(timeout=5)
+        return self.status()
+
+    def _process(self, item: QueuedWindow) -> tuple[bool, str]:
+        w = item.window
+        try:
+            anonymized = self.anonymizer.anonymize(w.events, w.t_start, w.t_end)
+        except AnonymizationRefused as e:  # fail closed: the window is dropped, never sent raw
+            self.counters.dropped["anonymization"] += 1
+            return False, str(e)
+        events = anonymized.events
+        t_start, t_end = w.t_start, w.t_end
+        if not self.config.absolute_time:
+            t_start, t_end = t_start - self.origin, t_end - self.origin
+            events = EventBatch.trusted(events.t - self.origin, events.x, events.y, events.p,
+                                        events.width, events.height)
+        header = WindowHeader(session=self.session, seq=item.seq, t_start=t_start, t_end=t_end,
+                              width=events.width, height=events.height, events=len(events),
+                              model=self.model, dropped=dict(self.counters.dropped),
+                              absolute_time=self.config.absolute_time)
+        self.publisher.publish(header, events, wait=not self.source.live)
+        for sink in self.sinks:
+            if not sink.put(header, events, wait=not self.source.live):
+                self.counters.dropped["sink"] += 1
+        self.counters.windows_out += 1
+        self.counters.events_out += len(events)
+        if item.wall_end is not None:
+            self.counters.latencies_ms.append((time.monotonic() - item.wall_end) * 1000)
+        return True, ""
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.source.stop()
+
+    def status(self) -> dict:
+        c = self.counters
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        return {"windows_in": c.windows_in, "windows_out": c.windows_out,
+                "events_in": c.events_in, "events_out": c.events_out,
+                "events_in_per_s": c.events_in / elapsed, "events_out_per_s": c.events_out / elapsed,
+                "dropped": dict(c.dropped), "latency_ms_p50": c.latency(50),
+                "latency_ms_p99": c.latency(99), "seconds": elapsed}

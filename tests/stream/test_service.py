@@ -1,0 +1,328 @@
+"""The service end to end: replays of real recordings through the pipeline to real ZeroMQ
+subscribers, the recorder, the DV output, failures, security and the command line."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+import zmq
+
+from anonynoise.anonymizer import AnonymizationRefused, Anonymizer
+from anonynoise.checkpoint import Representation, save_checkpoint
+from anonynoise.errors import AnonyNoiseError
+from anonynoise.io import open_events, read_events
+from anonynoise.models import LightAnonNet
+from anonynoise.represent import events_to_counts
+from stream.client import StreamClient
+from stream.pipeline import Pipeline, StreamConfig
+from stream.publisher import Publisher
+from stream.sinks import DVNetworkSink, RecorderSink
+from stream.sources import ReplaySource
+from stream.windower import Windower
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+WINDOW = 50_000
+# The anonymizer refuses nets whose noise is under 5% of the signal, so every anonymized
+# window must differ from the raw one by more than that (relative L1 of the count maps).
+MIN_DISTANCE = 0.05
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    net = LightAnonNet(10, width=8)
+    torch.nn.init.constant_(net.head.bias, 1.0)  # untrained, but clearly noisy
+    path = tmp_path_factory.mktemp("model") / "light50.pt"
+    return save_checkpoint(path, net, Representation(window_us=WINDOW))
+
+
+@pytest.fixture(scope="module")
+def anonymizer(checkpoint):
+    return Anonymizer(checkpoint, "cpu", threads=1)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Collector(threading.Thread):
+    def __init__(self, address, **kw):
+        super().__init__(daemon=True)
+        self.client = StreamClient(address, timeout_s=kw.pop("timeout_s", 5), **kw)
+        self.windows = []
+
+    def run(self):
+        with self.client:
+            for w in self.client:
+                self.windows.append((w.header, w.events.copy()))
+
+
+def replay(path, anonymizer, address, sinks=(), wait_for_subscriber=True, **pipeline_kw):
+    source = ReplaySource(path, speed=None)
+    publisher = Publisher(None, address)
+    collector = Collector(address)
+    collector.start()
+    if wait_for_subscriber:
+        assert publisher.wait_for_lossless_subscriber(10)
+    try:
+        pipeline = Pipeline(source, anonymizer, publisher, sinks,
+                            StreamConfig(window_us=WINDOW), {"kind": "light_anon"},
+                            paced=False, **pipeline_kw)
+        summary = pipeline.run()
+    finally:
+        publisher.close()
+    collector.join(20)
+    return collector.windows, summary, source
+
+
+def raw_windows(path):
+    events = read_events(path)
+    w = Windower(WINDOW, events.width, events.height)
+    return w.push(events) + w.flush(), events
+
+
+@pytest.mark.parametrize("name", ["face_dvxplorer.aedat4", "robotarm_davis346.aedat4"])
+def test_a_replay_reaches_a_lossless_subscriber_whole_and_anonymized(name, real_file, anonymizer,
+                                                                     tmp_path):
+    path = real_file(name)
+    record = tmp_path / "out.aedat4"
+    raw, events = raw_windows(path)
+    with open_events(path) as reader:
+        width, height = reader.sensor_size
+    recorder = RecorderSink(record, width, height)
+    received, summary, _ = replay(path, anonymizer, f"ipc://{tmp_path}/lossless", [recorder])
+    recorder.close()
+    # every window covering the recording, in order, none lost
+    assert [h.seq for h, _ in received] == list(range(len(raw)))
+    assert received[0][0].t_start == 0 and received[-1][0].t_end >= events.t[-1] - events.t[0]
+    origin = raw[0].t_start
+    for (header, ev), window in zip(received, raw):
+        assert (header.t_start, header.t_end) == (window.t_start - origin, window.t_end - origin)
+        got = events_to_counts(_batch(header, ev), header.t_start, header.t_end, 5)
+        want = events_to_counts(window.events, window.t_start, window.t_end, 5)
+        distance = np.abs(got - want).sum() / max(want.sum(), 1.0)
+        assert distance > MIN_DISTANCE, (header.seq, distance)
+    assert summary["dropped"]["anonymization"] == 0
+    # the recording is what the subscriber received, and says nothing of the camera
+    recorded = read_events(record)
+    sent = np.concatenate([ev["t"] for _, ev in received])
+    assert np.array_equal(recorded.t, sent)
+    with open_events(record) as reader:
+        assert reader.info.camera == "AnonyNoise" and not reader.info.other_streams
+
+
+def _batch(header, events):
+    from stream.protocol import window_events
+
+    return window_events(header, events)
+
+
+def test_the_robot_arms_frames_never_leave(real_file, anonymizer, tmp_path):
+    path = real_file("robotarm_davis346.aedat4")
+    with open_events(path) as reader:
+        assert reader.info.other_streams.get("frames") == 3  # they are in the file
+    ctx = zmq.Context.instance()
+    spy = ctx.socket(zmq.SUB)
+    spy.setsockopt(zmq.SUBSCRIBE, b"")  # every topic
+    address = f"ipc://{tmp_path}/all"
+    spy.connect(address)
+    received, _, _ = replay(path, anonymizer, address)
+    topics = set()
+    while spy.poll(200):
+        frames = spy.recv_multipart()
+        topics.add(frames[0])
+        assert len(frames) in (2, 3)
+    spy.close()
+    assert topics <= {b"window", b"status"} and received
+
+
+class Flaky:
+    """An anonymizer that fails on chosen windows (counted like any failure)."""
+
+    def __init__(self, inner, fail_on):
+        self.inner, self.fail_on, self.calls = inner, set(fail_on), 0
+
+    def anonymize(self, events, t0, t1):
+        self.calls += 1
+        if self.calls - 1 in self.fail_on:
+            raise AnonymizationRefused("injected failure")
+        return self.inner.anonymize(events, t0, t1)
+
+
+def test_a_failed_window_is_dropped_and_counted_never_sent_raw(real_file, anonymizer, tmp_path):
+    path = real_file("face_dvxplorer.aedat4")
+    raw, _ = raw_windows(path)
+    received, summary, _ = replay(path, Flaky(anonymizer, {2, 5}), f"ipc://{tmp_path}/f")
+    seqs = [h.seq for h, _ in received]
+    assert 2 not in seqs and 5 not in seqs and len(seqs) == len(raw) - 2
+    assert summary["dropped"]["anonymization"] == 2
+    assert received[-1][0].dropped["anonymization"] == 2  # consumers are told
+    for header, ev in received:
+        window = raw[header.seq]
+        assert not (len(ev) == len(window.events) and np.array_equal(
+            ev["x"], window.events.x))
+
+
+def test_repeated_failures_stop_the_service(real_file, anonymizer, tmp_path):
+    path = real_file("face_dvxplorer.aedat4")
+    with pytest.raises(AnonyNoiseError, match="failed for 3 windows in a row"):
+        source = ReplaySource(path, speed=None)
+        publisher = Publisher(None, f"ipc://{tmp_path}/x")
+        try:
+            Pipeline(source, Flaky(anonymizer, range(100)), publisher, (),
+                     StreamConfig(window_us=WINDOW, max_consecutive_failures=3)).run()
+        finally:
+            publisher.close()
+
+
+def test_a_subscriber_that_never_reads_slows_nobody(real_file, anonymizer, tmp_path):
+    path = real_file("face_dvxplorer.aedat4")
+    address = f"ipc://{tmp_path}/live"
+    publisher = Publisher(address)
+    ctx = zmq.Context.instance()
+    stuck = ctx.socket(zmq.SUB)
+    stuck.setsockopt(zmq.RCVHWM, 1)
+    stuck.setsockopt(zmq.SUBSCRIBE, b"window")
+    stuck.connect(address)
+    reader = Collector(address, timeout_s=3)
+    reader.start()
+    time.sleep(0.5)  # both subscriptions arrive (PUB has no lossless handshake)
+    start = time.monotonic()
+    try:
+        summary = Pipeline(ReplaySource(path, speed=1.0), anonymizer, publisher, (),
+                           StreamConfig(window_us=WINDOW), paced=True).run()
+    finally:
+        publisher.close()
+    elapsed = time.monotonic() - start
+    reader.join(10)
+    stuck.close()
+    duration = read_events(path).duration_us / 1e6
+    assert elapsed < duration + 5  # paced at real time, not held back by the stuck one
+    assert [h.seq for h, _ in reader.windows] == list(range(summary["windows_in"]))
+
+
+def test_curve_lets_only_allowed_clients_in(tmp_path, anonymizer):
+    from stream.keys import make_keys
+
+    keys = make_keys(tmp_path / "keys", ("allowed",))
+    other = make_keys(tmp_path / "other", ("stranger",))
+    port = free_port()
+    with pytest.raises(AnonyNoiseError, match="reachable from other machines"):
+        Publisher(f"tcp://0.0.0.0:{port}")
+    publisher = Publisher(f"tcp://0.0.0.0:{port}", curve_keys=keys)
+    address = f"tcp://127.0.0.1:{port}"
+    good = Collector(address, curve_keys=keys, client_name="allowed", timeout_s=3)
+    # a stranger who even knows the server's public key, but whose key is not allowed
+    (other / "server.key").write_bytes((keys / "server.key").read_bytes())
+    bad = Collector(address, curve_keys=other, client_name="stranger", timeout_s=3)
+    good.start()
+    bad.start()
+    time.sleep(0.5)
+    from anonynoise.events import make_events
+    from stream.protocol import WindowHeader
+
+    ev = make_events([1, 2], [1, 2], [1, 2], [0, 1], 8, 8)
+    try:
+        for seq in range(5):
+            publisher.publish(WindowHeader("s", seq, 0, 10, 8, 8, 2), ev, wait=False)
+            time.sleep(0.05)
+    finally:
+        good.join(10)
+        bad.join(10)
+        publisher.close()
+    assert len(good.windows) == 5 and bad.windows == []
+
+
+def test_dv_network_reader_receives_the_anonymized_events():
+    import dv_processing as dv
+
+    from anonynoise.events import make_events
+    from stream.protocol import WindowHeader
+
+    port = free_port()
+    sink = DVNetworkSink(port, 32, 24)
+    reader = dv.io.NetworkReader("127.0.0.1", port)
+    time.sleep(0.3)
+    ev = make_events(np.arange(100) * 10, np.arange(100) % 32, np.arange(100) % 24,
+                     np.arange(100) % 2, 32, 24)
+    sink.put(WindowHeader("s", 0, 0, 1000, 32, 24, 100), ev, wait=True)
+    got = 0
+    deadline = time.monotonic() + 10
+    while got < 100 and time.monotonic() < deadline:
+        batch = reader.getNextEventBatch()
+        if batch is not None:
+            got += batch.size()
+        else:
+            time.sleep(0.01)
+    resolution = reader.getEventResolution()
+    sink.close()
+    assert got == 100 and resolution == (32, 24)
+    with pytest.raises(AnonyNoiseError, match="--dv-tls"):
+        DVNetworkSink(free_port(), 32, 24, host="0.0.0.0")
+
+
+# --- the command line ----------------------------------------------------------------------
+
+
+def cli(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "stream", *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=REPO)
+
+
+def test_bad_input_is_one_line(tmp_path, checkpoint, real_file):
+    (tmp_path / "junk.aedat4").write_text("no")
+    whole = save_checkpoint(tmp_path / "whole.pt", _light(), Representation(window_us=None))
+    fixed = save_checkpoint(tmp_path / "fixed.pt", _light(),
+                            Representation(width=128, height=128, window_us=WINDOW))
+    face = str(real_file("face_dvxplorer.aedat4"))
+    port = free_port()
+    busy = zmq.Context.instance().socket(zmq.PUB)
+    busy.bind(f"tcp://127.0.0.1:{port}")
+    cases = [
+        (["--replay", str(tmp_path / "missing.aedat4"), "--model", str(checkpoint)], "no such file"),
+        (["--replay", str(tmp_path / "junk.aedat4"), "--model", str(checkpoint)], "junk.aedat4"),
+        (["--replay", face, "--model", str(whole)], "whole samples"),
+        (["--replay", face, "--model", str(fixed)], "128x128"),
+        (["--replay", face, "--model", str(checkpoint), "--publish",
+          f"tcp://127.0.0.1:{port}"], "cannot publish"),
+        (["--camera", "--model", str(checkpoint)], "camera"),
+    ]
+    try:
+        for args, message in cases:
+            done = cli(*args)
+            assert done.returncode == 2, (args, done.stderr)
+            lines = done.stderr.strip().splitlines()
+            assert len(lines) == 1 and message in lines[0], (args, done.stderr)
+    finally:
+        busy.close()
+
+
+def _light():
+    torch.manual_seed(0)
+    net = LightAnonNet(10, width=8)
+    torch.nn.init.constant_(net.head.bias, 1.0)
+    return net
+
+
+def test_sigint_leaves_a_complete_recording(tmp_path, checkpoint, real_file):
+    out = tmp_path / "rec.aedat4"
+    proc = subprocess.Popen([sys.executable, "-m", "stream", "--replay",
+                             str(real_file("face_dvxplorer.aedat4")), "--loop", "--model",
+                             str(checkpoint), "--publish", "none", "--record", str(out),
+                             "--status-every", "0"], cwd=REPO, stderr=subprocess.PIPE, text=True)
+    time.sleep(6)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "stopped by SIGINT" in err
+    recorded = read_events(out)
+    assert len(recorded) > 0 and np.all(np.diff(recorded.t) >= 0)
