@@ -228,6 +228,20 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--sensor", type=parse_sensor, metavar="WxH",
                       help="sensor size where the input's header has none")
     conv.set_defaults(func=cmd_convert)
+    anon = sub.add_parser("anonymize", help="anonymize an event file (to .aedat4, .npy or .npz)")
+    anon.add_argument("input")
+    anon.add_argument("output")
+    anon.add_argument("--model", default=None, help="anonymizer checkpoint (the shipped default)")
+    anon.add_argument("--window-ms", type=bounded(float, 0.1, 60_000, "--window-ms"),
+                      default=None, help="window length (default: the model's)")
+    anon.add_argument("--device", default="auto", help="auto (CUDA when there is a GPU), cpu")
+    anon.add_argument("--sensor", type=parse_sensor, metavar="WxH",
+                      help="sensor size where the input's header has none")
+    anon.add_argument("--absolute-time", action="store_true",
+                      help="keep the input's timestamps (default: start at 0)")
+    anon.add_argument("--allow-weak", action="store_true",
+                      help="accept a checkpoint whose noise is near zero")
+    anon.set_defaults(func=cmd_anonymize)
     demo = sub.add_parser("demo", help="run the core on the built-in example stream")
     demo.add_argument("--sensor", type=parse_sensor, default=(128, 128), metavar="WxH",
                       help="sensor size (default 128x128, at most 1280x720)")
@@ -239,6 +253,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
     _synth_parser(sub)
     return ap
+
+
+def cmd_anonymize(args) -> int:
+    import logging
+
+    from anonynoise.offline import anonymize_file
+
+    logging.basicConfig(level=logging.WARNING, format="anonynoise: %(message)s")
+    s = anonymize_file(args.input, args.output, args.model, window_ms=args.window_ms,
+                       device=args.device, sensor_size=args.sensor,
+                       absolute_time=args.absolute_time, allow_weak=args.allow_weak)
+    print(f"wrote {args.output}: {s['events_out']:,} anonymized events from {s['events_in']:,} "
+          f"in {s['windows']} windows ({s['refused']} dropped: anonymization failed)")
+    return 0
 
 
 def _synth_parser(sub) -> None:

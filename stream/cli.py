@@ -24,7 +24,6 @@ from anonynoise.cli import bounded, parse_sensor, run
 from anonynoise.errors import AnonyNoiseError
 
 log = logging.getLogger("stream")
-DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default.pt"
 DEFAULT_PUBLISH = "tcp://127.0.0.1:5555"
 
 
@@ -92,20 +91,6 @@ def make_source(args):
     return SyntheticSource(w, h, realtime=not args.fast)
 
 
-def window_us(args, representation) -> int:
-    """The window: the model's unless --window-ms; whole-sample models need --window-ms."""
-    if args.window_ms is not None:
-        chosen = int(round(args.window_ms * 1000))
-        if representation.window_us is None:
-            log.warning("the model was trained on whole samples: on %g ms windows its count "
-                        "statistics differ from training", args.window_ms)
-        return chosen
-    if representation.window_us is None:
-        raise AnonyNoiseError("the model was trained on whole samples, not windows: give "
-                              "--window-ms to stream with it anyway")
-    return representation.window_us
-
-
 def status_line(s: dict) -> str:
     d = s["dropped"]
     lat = "" if s["latency_ms_p50"] is None else \
@@ -121,17 +106,16 @@ def stream_main(args) -> int:
     from anonynoise.anonymizer import Anonymizer
     from anonynoise.checkpoint import load_checkpoint
     from anonynoise.models import ANONYMIZER_KINDS
+    from anonynoise.offline import choose_window, default_model
     from stream.pipeline import Pipeline, StreamConfig
     from stream.publisher import Publisher
     from stream.sinks import DVNetworkSink, RecorderSink
-    from stream.windower import warm_up
+    from anonynoise.windower import warm_up
 
-    model_path = Path(args.model) if args.model else DEFAULT_MODEL
-    if args.model is None and not model_path.is_file():
-        raise AnonyNoiseError("no default model is shipped in this build: give --model CKPT")
+    model_path = Path(args.model) if args.model else default_model()
     ckpt = load_checkpoint(model_path, ANONYMIZER_KINDS)
     source = make_source(args)
-    window = window_us(args, ckpt.representation)
+    window = choose_window(ckpt.representation, args.window_ms)
     anonymizer = Anonymizer(ckpt, args.device, threads=args.threads, allow_weak=args.allow_weak)
     anonymizer.check_source(source.width, source.height,
                             window if ckpt.representation.window_us is not None else None)

@@ -25,7 +25,7 @@ from anonynoise.anonymizer import AnonymizationRefused, Anonymizer
 from anonynoise.errors import AnonyNoiseError
 from anonynoise.events import EventBatch
 from stream.protocol import WindowHeader, new_session_id
-from stream.windower import Window, Windower
+from anonynoise.windower import Window, Windower
 
 log = logging.getLogger(__name__)
 _END = object()

@@ -25,7 +25,7 @@ from stream.pipeline import Pipeline, StreamConfig
 from stream.publisher import Publisher
 from stream.sinks import DVNetworkSink, RecorderSink
 from stream.sources import ReplaySource
-from stream.windower import Windower
+from anonynoise.windower import Windower
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WINDOW = 50_000

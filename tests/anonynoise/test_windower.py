@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from anonynoise.events import concatenate, make_events
-from stream.windower import Windower
+from anonynoise.windower import Windower
 
 
 def stream(n=5000, span=1_000_000, seed=0):

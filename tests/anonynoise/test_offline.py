@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+import torch
+
+from anonynoise.checkpoint import Representation, save_checkpoint
+from anonynoise.cli import main
+from anonynoise.errors import AnonyNoiseError
+from anonynoise.io import read_events
+from anonynoise.models import LightAnonNet
+from anonynoise.offline import anonymize_file
+from anonynoise.represent import events_to_counts
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    torch.manual_seed(0)
+    net = LightAnonNet(10, width=8)
+    torch.nn.init.constant_(net.head.bias, 1.0)
+    return save_checkpoint(tmp_path_factory.mktemp("m") / "light50.pt", net,
+                           Representation(window_us=50_000))
+
+
+@pytest.mark.parametrize("suffix", [".aedat4", ".npy"])
+def test_a_real_recording_is_anonymized_window_by_window(real_file, model, tmp_path, suffix):
+    src = real_file("face_dvxplorer.aedat4")
+    raw = read_events(src)
+    out = tmp_path / f"anon{suffix}"
+    summary = anonymize_file(src, out, model, device="cpu")
+    got = read_events(out, (320, 240))
+    windows = -(-(raw.duration_us + 1) // 50_000)
+    assert summary["windows"] == windows and summary["refused"] == 0
+    assert summary["events_in"] == 111_954 and summary["events_out"] == len(got)
+    assert got.t[0] >= 0 and got.t[-1] < windows * 50_000  # relative to the start
+    a = events_to_counts(got, 0, 50_000, 5)
+    b = events_to_counts(raw, int(raw.t[0]), int(raw.t[0]) + 50_000, 5)
+    assert np.abs(a - b).sum() / b.sum() > 0.05
+
+
+def test_command_line_and_bad_input(real_file, model, tmp_path, capsys):
+    src = str(real_file("face_dvxplorer.aedat4"))
+    assert main(["anonymize", src, str(tmp_path / "a.aedat4"), "--model", str(model),
+                 "--device", "cpu"]) == 0
+    assert "anonymized events from 111,954" in capsys.readouterr().out
+    assert main(["anonymize", src, str(tmp_path / "a.txt"), "--model", str(model)]) == 2
+    whole = save_checkpoint(tmp_path / "whole.pt", LightAnonNet(10, width=8),
+                            Representation(window_us=None))
+    assert main(["anonymize", src, str(tmp_path / "b.npy"), "--model", str(whole)]) == 2
+    assert "whole samples" in capsys.readouterr().err
+    assert not (tmp_path / "b.npy").exists()
+    with pytest.raises(AnonyNoiseError, match="no such file"):
+        anonymize_file(tmp_path / "missing.aedat4", tmp_path / "c.npy", model)
