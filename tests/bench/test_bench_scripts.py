@@ -26,3 +26,14 @@ def test_models_benchmark_runs_for_both_nets():
     rows = [line for line in proc.stdout.splitlines() if "1x10x32x48" in line]
     assert {r.split("|")[0].strip() for r in rows} == {"light", "paper"}
     assert len(rows) == 4  # two nets x threads 1 and 2
+
+
+def test_pipeline_benchmark_runs_fast_and_paced():
+    proc = subprocess.run([sys.executable, str(BENCH / "pipeline.py"), "--tiny"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split("|") for line in proc.stdout.splitlines() if line.startswith("| light")]
+    assert [r[4].strip() for r in rows] == ["fast", "paced"]
+    for r in rows:
+        sent, received = (int(v) for v in r[7].split("/"))
+        assert sent == received > 0  # the lossless subscriber got every window

@@ -1,0 +1,116 @@
+"""The streaming pipeline end to end: replay -> windows -> anonymizer -> ZeroMQ + recorder.
+
+    python bench/pipeline.py            # the full table (a few minutes)
+    python bench/pipeline.py --tiny     # a smoke run
+
+Each row replays the built-in clustered stream (anonynoise.examples) from an .npz file with
+50 ms windows through the real Pipeline, a lossless ZeroMQ endpoint with a subscriber that
+reads everything, and the .aedat4 recorder on. As fast as possible, it reports how many times
+real time the pipeline runs; paced (real time), the p50 / p99 latency from the end of a window
+(on the replay's clock) to its publication, and whether windows were dropped.
+
+Targets (issue 6, this 2-core CPU): fast replay of 1 M ev/s at 128x128 with the light net
+>= 5x real time; paced p99 <= 20 ms; at 346x260 and 2 M ev/s paced replay keeps up.
+The nets are untrained here: speed does not depend on the weights, but the number of output
+events does; the light net's output bias is set so it adds about as many events as it gets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from anonynoise.anonymizer import Anonymizer  # noqa: E402
+from anonynoise.checkpoint import Representation, save_checkpoint  # noqa: E402
+from anonynoise.examples import clustered_stream  # noqa: E402
+from anonynoise.io import save_npz  # noqa: E402
+from anonynoise.models import LightAnonNet, PaperAnonNet  # noqa: E402
+from stream.client import StreamClient  # noqa: E402
+from stream.pipeline import Pipeline, StreamConfig  # noqa: E402
+from stream.publisher import Publisher  # noqa: E402
+from stream.sinks import RecorderSink  # noqa: E402
+from stream.sources import ReplaySource  # noqa: E402
+
+WINDOW_US = 50_000
+
+
+def checkpoint(kind: str, folder: Path) -> Path:
+    torch.manual_seed(0)
+    net = LightAnonNet(10) if kind == "light" else PaperAnonNet(10)
+    last = net.head if kind == "light" else net.convs3[-1]
+    torch.nn.init.zeros_(last.weight)
+    torch.nn.init.constant_(last.bias, 0.5)  # noise of half a count everywhere
+    return save_checkpoint(folder / f"{kind}.pt", net, Representation(window_us=WINDOW_US))
+
+
+def run(kind: str, size: tuple[int, int], rate: float, seconds: float, fast: bool,
+        folder: Path, threads: int) -> dict:
+    w, h = size
+    recording = folder / f"in-{w}x{h}-{rate:g}.npz"
+    if not recording.exists():
+        save_npz(recording, clustered_stream(w, h, seconds, rate, seed=1))
+    anonymizer = Anonymizer(checkpoint(kind, folder), "cpu", threads=threads)
+    anonymizer.warm_up(w, h)
+    address = f"ipc://{folder}/bench-{kind}"
+    publisher = Publisher(None, address)
+    client = StreamClient(address, timeout_s=5)
+    received = []
+    reader = threading.Thread(target=lambda: received.extend(
+        len(x.events) for x in client), daemon=True)
+    reader.start()
+    publisher.wait_for_lossless_subscriber(10)
+    recorder = RecorderSink(folder / "out.aedat4", w, h)
+    source = ReplaySource(recording, speed=None if fast else 1.0)
+    pipeline = Pipeline(source, anonymizer, publisher, [recorder],
+                        StreamConfig(window_us=WINDOW_US), paced=not fast)
+    start = time.perf_counter()
+    status = pipeline.run()
+    recorder.close()
+    wall = time.perf_counter() - start
+    publisher.close()
+    reader.join(10)
+    client.close()
+    return {"net": kind, "size": f"{w}x{h}", "rate": rate, "mode": "fast" if fast else "paced",
+            "x_real_time": seconds / wall, "p50": status["latency_ms_p50"],
+            "p99": status["latency_ms_p99"], "windows": status["windows_out"],
+            "received": len(received), "dropped": sum(status["dropped"].values()),
+            "out_per_in": status["events_out"] / max(status["events_in"], 1)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tiny", action="store_true")
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="model threads (the recorder and ZeroMQ need the other core)")
+    args = ap.parse_args(argv)
+    seconds = 0.5 if args.tiny else args.seconds
+    cases = [("light", (128, 128), 1e6, True), ("light", (128, 128), 1e6, False),
+             ("light", (346, 260), 2e6, False), ("light", (346, 260), 2e6, True),
+             ("paper", (128, 128), 1e6, True), ("paper", (128, 128), 1e6, False)]
+    if args.tiny:
+        cases = [("light", (64, 48), 2e5, True), ("light", (64, 48), 2e5, False)]
+    print("| net | sensor | rate (ev/s) | replay | x real time | latency p50 / p99 (ms) | "
+          "windows sent / received | dropped | events out per in |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind, size, rate, fast in cases:
+            r = run(kind, size, rate, seconds, fast, Path(tmp), args.threads)
+            lat = "-" if r["p50"] is None else f"{r['p50']:.1f} / {r['p99']:.1f}"
+            print(f"| {r['net']} | {r['size']} | {r['rate']:.0e} | {r['mode']} | "
+                  f"{r['x_real_time']:.2f} | {lat} | {r['windows']} / {r['received']} | "
+                  f"{r['dropped']} | {r['out_per_in']:.2f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
