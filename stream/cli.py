@@ -36,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a live DVS camera (the first one, or this serial)")
     src.add_argument("--synthetic", action="store_true",
                      help="the synthetic person (the default source)")
+    ap.add_argument("--roi", type=int, nargs=4, metavar=("X", "Y", "W", "H"), default=None,
+                    help="camera region of interest (cameras that have one)")
+    ap.add_argument("--subsample", type=int, default=1,
+                    help="camera subsampling factor (cameras that have it)")
     ap.add_argument("--sensor", type=parse_sensor, default=None,
                     help="WxH for files without a size (.npy); the synthetic source's size "
                          "(default 128x128)")
@@ -86,7 +90,7 @@ def make_source(args):
         return ReplaySource(args.replay, speed=None if args.fast else args.speed, loop=args.loop,
                             sensor_size=args.sensor)
     if args.camera is not None:
-        return CameraSource(args.camera or None)
+        return CameraSource(args.camera or None, roi=args.roi, subsample=args.subsample)
     w, h = args.sensor or (128, 128)
     return SyntheticSource(w, h, realtime=not args.fast)
 

@@ -189,16 +189,22 @@ class CameraSource(Source):
         return camera
 
     def _configure(self, camera) -> None:
-        """ROI and subsampling where the camera has them (DAVIS and DVXplorer do)."""
+        """ROI and subsampling where the camera has them (ROI: DAVIS and DVXplorer;
+        subsampling: DVXplorer, by 2, 4 or 8)."""
         if self.roi is not None:
             if not hasattr(camera, "setCropArea"):
                 raise AnonyNoiseError("this camera has no region of interest setting")
-            camera.setCropArea(*self.roi)
+            camera.setCropArea(tuple(int(v) for v in self.roi))
         if self.subsample > 1:
-            if not hasattr(camera, "setSubSampleHorizontal"):
+            modes = getattr(type(camera), "SubSample", None)
+            names = {2: "EVERY_SECOND", 4: "EVERY_FOURTH", 8: "EVERY_EIGHTH"}
+            if modes is None or not hasattr(camera, "setSubSampleHorizontal"):
                 raise AnonyNoiseError("this camera has no subsampling setting")
-            camera.setSubSampleHorizontal(self.subsample)
-            camera.setSubSampleVertical(self.subsample)
+            if self.subsample not in names:
+                raise AnonyNoiseError(f"subsampling by {self.subsample} is not offered (2, 4, 8)")
+            mode = getattr(modes, names[self.subsample])
+            camera.setSubSampleHorizontal(mode)
+            camera.setSubSampleVertical(mode)
 
     def __iter__(self) -> Iterator[EventBatch]:
         last_t = None

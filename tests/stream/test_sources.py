@@ -159,3 +159,28 @@ def test_a_disconnect_is_survived_and_time_keeps_going(caplog):
     assert len(t) == 50 and np.all(np.diff(t) > 0)
     assert src.reconnects == 1 and src.live
     assert "camera disconnected" in caplog.text and "reconnected" in caplog.text
+
+
+def test_roi_and_subsampling_reach_the_camera():
+    class Modes:
+        EVERY_SECOND, EVERY_FOURTH, EVERY_EIGHTH = "2", "4", "8"
+
+    class Configurable(FakeCamera):
+        SubSample = Modes
+
+        def setCropArea(self, area):
+            self.area = area
+
+        def setSubSampleHorizontal(self, mode):
+            self.horizontal = mode
+
+        def setSubSampleVertical(self, mode):
+            self.vertical = mode
+
+    cam = Configurable(0, 1)
+    CameraSource(api=FakeApi([cam]), roi=(10, 20, 100, 80), subsample=4)
+    assert cam.area == (10, 20, 100, 80) and cam.horizontal == cam.vertical == "4"
+    with pytest.raises(AnonyNoiseError, match="no subsampling"):
+        CameraSource(api=FakeApi([FakeCamera(0, 1)]), subsample=2)
+    with pytest.raises(AnonyNoiseError, match="not offered"):
+        CameraSource(api=FakeApi([Configurable(0, 1)]), subsample=3)
