@@ -142,7 +142,8 @@ def stream_main(args) -> int:
                               absolute_time=args.absolute_time)
         paced = source.live or (args.replay is not None and not args.fast)
         pipeline = Pipeline(source, anonymizer, publisher, sinks, config,
-                            model_identity(model_path, ckpt), paced=paced)
+                            model_identity(model_path, ckpt), paced=paced,
+                            speed=args.speed if args.replay else 1.0)
         if args.lossless and not source.live:
             log.info("waiting for a subscriber on %s", args.lossless)
             if not publisher.wait_for_lossless_subscriber(args.wait_subscriber):

@@ -75,6 +75,7 @@ class Pipeline:
         self.config = config
         self.model = model or {}
         self.paced = paced  # events arrive in real time (camera, paced replay, live synth)
+        self.speed = speed  # event seconds per wall-clock second of a paced replay
         self.session = new_session_id()
         self.counters = Counters()
         self.windower = Windower(config.window_us, source.width, source.height,
@@ -105,7 +106,7 @@ class Pipeline:
                     windows += self.windower.advance_to(horizon)
                 for w in windows:
                     wall_end = None if anchor is None or not self.paced else \
-                        anchor[1] + (w.t_end - anchor[0]) / 1e6
+                        anchor[1] + (w.t_end - anchor[0]) / 1e6 / self.speed
                     self._enqueue(QueuedWindow(w, seq, wall_end))
                     seq += 1
             for w in self.windower.flush():
