@@ -69,7 +69,7 @@ class Pipeline:
 
     def __init__(self, source, anonymizer: Anonymizer, publisher, sinks=(),
                  config: StreamConfig = StreamConfig(), model: dict | None = None,
-                 paced: bool = True):
+                 paced: bool = True, speed: float = 1.0):
         self.source, self.anonymizer, self.publisher = source, anonymizer, publisher
         self.sinks = list(sinks)
         self.config = config
@@ -153,6 +153,8 @@ class Pipeline:
                 try:
                     item = self.queue.get(timeout=self.config.status_interval_s)
                 except queue.Empty:
+                    if not reader.is_alive() and self.queue.empty():
+                        break  # stopped while the queue was full: no end marker came
                     item = None
                 if item is _END:
                     break

@@ -142,7 +142,10 @@ class DVNetworkSink:
         if not self.process.is_alive():
             raise AnonyNoiseError("the DV output process ended")
         try:
-            self.queue.put((events.t, events.x, events.y, events.p), block=wait)
+            # a DV client that stops reading stalls the NetworkWriter: even a replay waits at
+            # most a second for it, then the window is dropped (and counted) for this output
+            self.queue.put((events.t, events.x, events.y, events.p), block=wait,
+                           timeout=1.0 if wait else None)
         except queue.Full:
             return False
         self.windows += 1
@@ -162,11 +165,18 @@ class DVNetworkSink:
         if self.process.is_alive():
             self.process.kill()
             self.process.join(timeout=5)
+        # what is still buffered for a process that is gone must not hold up our exit
+        self.queue.cancel_join_thread()
+        self.queue.close()
 
 
 def _serve_dv(host, port, width, height, tls, windows, ready) -> None:
     """The DV output process: a NetworkWriter fed from the queue; ends with os._exit."""
     import os
+    import signal
+
+    # Ctrl-C reaches the whole process group: the service decides when this output ends
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     try:
         import dv_processing as dv

@@ -313,16 +313,64 @@ def _light():
     return net
 
 
+def wait_for_windows(proc, n, timeout=120):
+    """Read the command's status lines until it has published n windows."""
+    import re
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        found = re.search(r"windows (\d+)/", line)
+        if found and int(found.group(1)) >= n:
+            return True
+        if not line and proc.poll() is not None:
+            return False
+    return False
+
+
 def test_sigint_leaves_a_complete_recording(tmp_path, checkpoint, real_file):
     out = tmp_path / "rec.aedat4"
     proc = subprocess.Popen([sys.executable, "-m", "stream", "--replay",
                              str(real_file("face_dvxplorer.aedat4")), "--loop", "--model",
                              str(checkpoint), "--publish", "none", "--record", str(out),
-                             "--status-every", "0"], cwd=REPO, stderr=subprocess.PIPE, text=True)
-    time.sleep(6)
+                             "--status-every", "0.3"], cwd=REPO, stderr=subprocess.PIPE,
+                            text=True)
+    assert wait_for_windows(proc, 15)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "stopped by SIGINT" in err
     recorded = read_events(out)
     assert len(recorded) > 0 and np.all(np.diff(recorded.t) >= 0)
+    assert recorded.t[-1] >= 12 * WINDOW  # at least the windows it had published
+
+
+def test_dv_port_of_the_command_serves_network_readers(tmp_path, checkpoint, real_file):
+    import dv_processing as dv
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "stream", "--replay",
+                             str(real_file("face_dvxplorer.aedat4")), "--loop", "--model",
+                             str(checkpoint), "--publish", "none", "--dv-port", str(port),
+                             "--status-every", "0.3"], cwd=REPO, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        assert wait_for_windows(proc, 1)
+        reader, deadline = None, time.monotonic() + 120
+        while reader is None and time.monotonic() < deadline:
+            try:
+                reader = dv.io.NetworkReader("127.0.0.1", port)
+            except RuntimeError:  # not listening yet
+                time.sleep(0.2)
+        assert reader is not None and reader.getEventResolution() == (320, 240)
+        got = 0
+        while got < 10_000 and time.monotonic() < deadline:
+            batch = reader.getNextEventBatch()
+            got += 0 if batch is None else batch.size()
+            if batch is None:
+                time.sleep(0.01)
+        assert got >= 10_000
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
