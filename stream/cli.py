@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -177,6 +178,10 @@ def _on_signals(pipeline) -> list:
     stopped_by: list = []
 
     def handler(signum, frame):
+        if stopped_by:  # a second signal: the user does not want to wait for a clean stop
+            print("anonynoise-stream: stopped at once (a recording may be incomplete)",
+                  file=sys.stderr, flush=True)
+            os._exit(130)
         stopped_by.append(signal.Signals(signum).name)
         pipeline.stop()
 

@@ -335,9 +335,13 @@ def test_sigint_leaves_a_complete_recording(tmp_path, checkpoint, real_file):
                              str(checkpoint), "--publish", "none", "--record", str(out),
                              "--status-every", "0.3"], cwd=REPO, stderr=subprocess.PIPE,
                             text=True)
-    assert wait_for_windows(proc, 15)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        assert wait_for_windows(proc, 15)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:  # never leave a looping replay behind
+            proc.kill()
     assert proc.returncode == 0, err
     assert "stopped by SIGINT" in err
     recorded = read_events(out)
@@ -372,5 +376,9 @@ def test_dv_port_of_the_command_serves_network_readers(tmp_path, checkpoint, rea
         assert got >= 10_000
     finally:
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        try:
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
     assert proc.returncode == 0, err
