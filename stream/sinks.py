@@ -192,8 +192,14 @@ def _serve_dv(host, port, width, height, tls, windows, ready) -> None:
         ready.put(str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__)
         os._exit(1)
     ready.put("ready")
+    parent = os.getppid()
     while True:
-        item = windows.get()
+        try:
+            item = windows.get(timeout=1.0)
+        except queue.Empty:
+            if os.getppid() != parent:  # the service is gone (killed): so is its output
+                os._exit(1)
+            continue
         if item is None:
             break
         t, x, y, p = item
