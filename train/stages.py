@@ -145,11 +145,7 @@ def _preposttrain(args: Namespace, procs: Processes) -> dict:
                                     args.batch_size, procs.device))
 
     if args.val_only:
-        metrics = evaluate() if procs.main else {}
-        if procs.main:
-            MetricLog(out, True).write(0, {"stage": stage, **metrics})
-            print(json.dumps(metrics))
-        return metrics
+        return _evaluate_only(evaluate, procs, out, stage)
 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=args.lr0)
@@ -217,6 +213,15 @@ def _preposttrain(args: Namespace, procs: Processes) -> dict:
     return metrics
 
 
+def _evaluate_only(evaluate, procs: Processes, out: Path, stage: str) -> dict:
+    """--val_only: evaluate once (rank 0), log and print the metrics."""
+    metrics = evaluate() if procs.main else {}
+    if procs.main:
+        MetricLog(out, True).write(0, {"stage": stage, **metrics})
+        print(json.dumps(metrics))
+    return metrics
+
+
 def _role_hint(path: str, role: str) -> str | None:
     """Which sub-net to take from a reference file that holds a whole pipeline (targetnet
     or idnet); our checkpoints and bare state dicts need none."""
@@ -278,11 +283,7 @@ def _pipeline(args: Namespace, procs: Processes) -> dict:
                 "val_event_rate_ratio": sum(rates) / max(len(rates), 1)}
 
     if args.val_only:
-        metrics = evaluate() if procs.main else {}
-        if procs.main:
-            MetricLog(out, True).write(0, {"stage": stage, **metrics})
-            print(json.dumps(metrics))
-        return metrics
+        return _evaluate_only(evaluate, procs, out, stage)
 
     opt_a = torch.optim.Adam(anon.parameters(), lr=args.lr0)
     opt_t = torch.optim.Adam(target_net.parameters(), lr=args.lr0_helper)
