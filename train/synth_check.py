@@ -1,7 +1,7 @@
 """Is the synthetic benchmark learnable, and where does identity come from?
 
-    python -m train.synth_check                      # learnability, 2 seeds (~15 min on 2 cores)
-    python -m train.synth_check --ablation           # plus the identity-cue ablation (~40 min)
+    python -m train.synth_check --jobs 2             # learnability, 2 seeds (~35 min on 2 cores)
+    python -m train.synth_check --ablation --jobs 2  # plus the identity-cue ablation (~75 min)
     python -m train.synth_check --tiny               # a smoke run for the test suite
 
 For each seed it generates the benchmark (64x64 by default: CPU scale), trains a ClassNet for
