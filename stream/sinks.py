@@ -115,11 +115,12 @@ class DVNetworkSink:
     def __init__(self, port: int, width: int, height: int, host: str = "127.0.0.1", *,
                  tls: tuple[str, str, str] | None = None, insecure: bool = False,
                  queue_windows: int = 64, start_timeout_s: float = 30.0):
-        import ipaddress
         import multiprocessing
 
-        loopback = host == "localhost" or _is_loopback_ip(host, ipaddress)
-        if not loopback and tls is None and not insecure:
+        from stream.publisher import is_loopback
+
+        bracketed = f"[{host}]" if ":" in host else host  # an IPv6 address
+        if not is_loopback(f"tcp://{bracketed}:{int(port)}") and tls is None and not insecure:
             raise AnonyNoiseError(f"--dv-port on {host} is reachable from other machines: give "
                                   "--dv-tls CERT KEY CA or say --insecure")
         ctx = multiprocessing.get_context("spawn")
@@ -207,10 +208,3 @@ def _serve_dv(host, port, width, height, tls, windows, ready) -> None:
             server.writeEvents(to_event_store(Batch.trusted(t, x, y, p, width, height)))
     time.sleep(0.2)  # let the last packets leave
     os._exit(0)  # never destroy the NetworkWriter (see the class docstring)
-
-
-def _is_loopback_ip(host: str, ipaddress) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

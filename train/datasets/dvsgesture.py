@@ -76,16 +76,16 @@ def sensor_size(root: str | os.PathLike) -> tuple[int, int]:
     return DVS_GESTURE_SENSOR
 
 
-def read_recording(path: Path, sensor: tuple[int, int] = DVS_GESTURE_SENSOR) -> np.ndarray:
+def read_recording(path: Path) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError) as e:
         raise AnonyNoiseError(f"{path}: not a DVS-Gesture recording ({e})") from None
 
 
-def _events(path: Path, sensor: tuple[int, int]) -> EventBatch:
+def _events(path: Path, sensor: tuple[int, int], array: np.ndarray | None = None) -> EventBatch:
     try:
-        return from_dvsgesture_array(read_recording(path, sensor), sensor)
+        return from_dvsgesture_array(read_recording(path) if array is None else array, sensor)
     except AnonyNoiseError as e:
         raise AnonyNoiseError(f"{path}: {e}") from None
 
@@ -98,17 +98,12 @@ def whole_sample_frames(recording: Recording, bins: int = 5,
 
     With `reference_ms` the timestamps are first truncated to whole ms, as the reference does
     when it casts tonic's float ms column to int64 (bin edges then fall on whole ms)."""
-    events = _events(recording.path, sensor)
+    array = read_recording(recording.path)
+    events = _events(recording.path, sensor, array)
     if reference_ms:
-        ms = np.asarray(read_recording(recording.path)[:, 3]).astype(np.int64)
-        events = EventBatch.trusted(ms, events.x, events.y, events.p, events.width,
-                                    events.height) if _sorted(ms) else make_events(
-            ms, events.x, events.y, events.p, events.width, events.height)
+        events = make_events(np.asarray(array[:, 3]).astype(np.int64), events.x, events.y,
+                             events.p, events.width, events.height)
     return whole_sample_counts(events, bins).reshape(2 * bins, events.height, events.width)
-
-
-def _sorted(t: np.ndarray) -> bool:
-    return len(t) < 2 or bool(np.all(t[1:] >= t[:-1]))
 
 
 def window_frames(recording: Recording, window_us: int, position: float | None, bins: int = 5,
