@@ -60,18 +60,43 @@ class AnonymizedWindow:
     t_end: int
 
 
+DEFAULT_MAX_EVENT_RATIO = 2.9  # events out per event in, per window, at most (in expectation)
+
+
+def cap_event_rate(anonymized: torch.Tensor, clean: torch.Tensor,
+                   ratio: float | None) -> torch.Tensor:
+    """Scale each sample (dim 0) down so that its event mass (the positive part) is at most
+    `ratio` times the clean input's; samples within the cap are unchanged. An empty input
+    window gives no events. The factor carries no gradient (it is a policy, not a layer).
+
+    Unbounded noise would multiply the event rate until no link carries the stream; sparse
+    scenes (a sky, a still room) are where a net trained on people adds the most."""
+    if ratio is None:
+        return anonymized
+    dims = tuple(range(1, anonymized.dim()))
+    out_mass = anonymized.detach().clamp(min=0).sum(dims, keepdim=True)
+    in_mass = clean.detach().clamp(min=0).sum(dims, keepdim=True)
+    factor = torch.where(out_mass > ratio * in_mass,
+                         ratio * in_mass / out_mass.clamp(min=1e-12),
+                         torch.ones_like(out_mass))
+    return anonymized * factor
+
+
 class Anonymizer:
     """Anonymize windows of events with an anonymizer checkpoint.
 
     threads: CPU threads for torch (None leaves torch's setting). channels_last: None picks
     it on the CPU, where it is faster for these nets. seed: for tests only; the default draws
     every window's noise from OS entropy. allow_weak: accept a near-identity net.
+    max_event_ratio: each window sends at most this many events per input event (None: no
+    cap; see cap_event_rate).
     """
 
     def __init__(self, checkpoint: str | os.PathLike | Checkpoint, device: str = "auto", *,
                  threads: int | None = None, channels_last: bool | None = None,
                  seed: int | None = None, allow_weak: bool = False,
-                 max_events: int = represent.DEFAULT_MAX_EVENTS):
+                 max_events: int = represent.DEFAULT_MAX_EVENTS,
+                 max_event_ratio: float | None = DEFAULT_MAX_EVENT_RATIO):
         ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else \
             load_checkpoint(Path(checkpoint), ANONYMIZER_KINDS)
         if ckpt.kind not in ANONYMIZER_KINDS:
@@ -97,6 +122,9 @@ class Anonymizer:
         self._generator = torch.Generator(device=self.device)
         self._lock = threading.Lock()  # one generator and one counter set per instance
         self.max_events = int(max_events)
+        if max_event_ratio is not None and not max_event_ratio > 0:
+            raise ValueError(f"max_event_ratio must be positive, got {max_event_ratio}")
+        self.max_event_ratio = max_event_ratio
         self.windows = 0
         self.refused = 0
         represent.warm_up()
@@ -145,7 +173,8 @@ class Anonymizer:
                 if self.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 with torch.inference_mode():
-                    y = self.net(x, generator=self._generator)
+                    y = cap_event_rate(self.net(x, generator=self._generator), x,
+                                       self.max_event_ratio)
                     finite = bool(torch.isfinite(y).all())
                 if not finite:
                     raise AnonymizationRefused("the anonymizer returned non-finite values")

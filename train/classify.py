@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from anonynoise.losses import reid_loss, target_loss
 from anonynoise.metrics import ReidResult, flip_descriptor, reid_evaluate, top1_accuracy
@@ -60,68 +62,106 @@ class FitConfig:
     reid_flip: bool = True
 
 
-def fit_classnet(x: np.ndarray, labels: np.ndarray, n_classes: int, reid: bool,
-                 config: FitConfig = FitConfig()) -> ClassNet:
+def fit_classnet(x, labels: np.ndarray, n_classes: int, reid: bool,
+                 config: FitConfig = FitConfig(), *, init: ClassNet | None = None,
+                 denoiser: nn.Module | None = None, clean: np.ndarray | None = None):
     """Train a ClassNet on (N, C, H, W) inputs: cross-entropy (task) or cross-entropy plus
-    the batch-hard triplet loss (Re-ID, P x K batches); Adam with a cosine schedule."""
+    the batch-hard triplet loss (Re-ID, P x K batches); Adam with a cosine schedule.
+
+    `x` may be a list of arrays of the same samples (noise draws of an anonymizer): epoch e
+    trains on draw e mod len(x). `init` starts from a copy of a trained net (its classifier
+    is replaced when the classes differ). With `denoiser` (and the paired `clean` inputs) the
+    net trains behind it and the denoiser learns to restore the clean input (MSE): the
+    reference's post-training attack. Returns the net, or (net, denoiser) with a denoiser."""
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     device = torch.device(config.device)
-    net = ClassNet(config.network, n_classes, x.shape[1]).to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=config.lr)
+    draws = x if isinstance(x, (list, tuple)) else [x]
+    net = ClassNet(config.network, n_classes, draws[0].shape[1])
+    if init is not None:
+        state = {k: v for k, v in init.state_dict().items()
+                 if not (k.startswith("classifier.") and init.n_classes != n_classes)}
+        net.load_state_dict(state, strict=False)
+    net = net.to(device)
+    params = list(net.parameters())
+    if denoiser is not None:
+        if clean is None:
+            raise ValueError("a denoiser needs the paired clean inputs")
+        denoiser = denoiser.to(device)
+        params += list(denoiser.parameters())
+        clean_t = torch.from_numpy(clean)
+    opt = torch.optim.Adam(params, lr=config.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
-    data = torch.from_numpy(x)
     y = torch.from_numpy(labels.astype(np.int64))
     for epoch in range(config.epochs):
+        data = torch.from_numpy(draws[epoch % len(draws)])
         net.train()
+        if denoiser is not None:
+            denoiser.train()
         if reid:
             batches = identity_batches(labels, config.per_id, config.batch, rng)
         else:
-            order = rng.permutation(len(x))
-            batches = [order[k:k + config.batch] for k in range(0, len(x), config.batch)
+            order = rng.permutation(len(labels))
+            batches = [order[k:k + config.batch] for k in range(0, len(labels), config.batch)
                        if len(order[k:k + config.batch]) > 1]
         total = 0.0
         for idx in batches:
-            xb = data[idx]
+            xb = data[idx].to(device)
+            c = xb.shape[1]
+            if denoiser is not None:  # the same augmentation for the pair
+                xb = torch.cat((xb, clean_t[idx].to(device)), 1)
             if config.augment:
                 xb = augment(xb, gen)
                 if reid and config.reid_flip:
                     xb = random_hflip(xb, gen)
             xb, yb = xb.to(device), y[idx].to(device)
+            loss = 0.0
+            if denoiser is not None:
+                xb, target_clean = xb[:, :c], xb[:, c:]
+                xb = denoiser(xb)
+                loss = F.mse_loss(xb, target_clean)
             logits, embedding, _ = net(xb)
-            loss = reid_loss(logits, embedding, yb) if reid else target_loss(logits, yb)
+            loss = loss + (reid_loss(logits, embedding, yb) if reid else target_loss(logits, yb))
             opt.zero_grad()
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
         sched.step()
-        log.info("epoch %d/%d loss %.4f", epoch + 1, config.epochs, total / len(x))
-    return net.eval()
+        log.info("epoch %d/%d loss %.4f", epoch + 1, config.epochs, total / len(labels))
+    net.eval()
+    if denoiser is not None:
+        return net, denoiser.eval()
+    return net
 
 
 @torch.no_grad()
-def predict(net: ClassNet, x: np.ndarray, device: str = "cpu", batch: int = 64):
-    """(logits, flip descriptors) of every input, in eval mode."""
+def predict(net: ClassNet, x: np.ndarray, device: str = "cpu", batch: int = 64,
+            front: nn.Module | None = None):
+    """(logits, flip descriptors) of every input, in eval mode; `front` (a denoiser) first."""
     net.eval()
+    if front is not None:
+        front.eval()
+    run = (lambda v: net(front(v))) if front is not None else net  # noqa: E731
     logits, desc = [], []
     for k in range(0, len(x), batch):
         xb = torch.from_numpy(x[k:k + batch]).to(device)
-        logits.append(net(xb)[0].cpu())
-        desc.append(flip_descriptor(lambda v: net(v)[1], xb).cpu())
+        logits.append(run(xb)[0].cpu())
+        desc.append(flip_descriptor(lambda v: run(v)[1], xb).cpu())
     return torch.cat(logits), torch.cat(desc)
 
 
 def target_accuracy(net: ClassNet, x: np.ndarray, targets: np.ndarray,
-                    device: str = "cpu") -> float:
-    logits, _ = predict(net, x, device)
+                    device: str = "cpu", front: nn.Module | None = None) -> float:
+    logits, _ = predict(net, x, device, front=front)
     return top1_accuracy(logits, torch.from_numpy(targets.astype(np.int64)))
 
 
 def reid_accuracy(net: ClassNet, x: np.ndarray, users: np.ndarray, files: np.ndarray,
-                  targets: np.ndarray, query: np.ndarray, device: str = "cpu") -> ReidResult:
+                  targets: np.ndarray, query: np.ndarray, device: str = "cpu",
+                  front: nn.Module | None = None) -> ReidResult:
     """Re-ID on unseen people: `query` marks the query recordings, the rest is the gallery."""
-    _, desc = predict(net, x, device)
+    _, desc = predict(net, x, device, front=front)
     d = desc.numpy()
     q, g = np.flatnonzero(query), np.flatnonzero(~query)
     return reid_evaluate(d[q], users[q], files[q], targets[q], d[g], users[g], files[g],

@@ -1,0 +1,76 @@
+"""What a consumer of the stream can build: clips re-binned from anonymized windows.
+
+The stream anonymizes each window on its own, with fresh noise, and sends events. A consumer
+that wants to recognise a gesture (or a person) re-bins the events of a few seconds into a
+clip. Bin edges of a clip that fall on window bounds make the composition exact: a clip bin
+is the sum, per polarity, of the round-tripped windows inside it, so the study can anonymize
+per window and judge per clip without going through event lists.
+
+    recording_windows   a recording cut into windows as the stream cuts it (uint8 counts)
+    compose_clips       windows -> clips of `clip_bins` bins (the consumer's re-binning)
+    anonymized_clips    windows -> anonymizer per window -> round trip -> clips (no gradient)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from anonynoise.anonymizer import DEFAULT_MAX_EVENT_RATIO, cap_event_rate
+from anonynoise.events import EventBatch
+from anonynoise.represent import events_to_counts
+from train.event_domain import event_round_trip, straight_through_round_trip
+
+
+def recording_windows(events: EventBatch, window_us: int, n_windows: int,
+                      bins: int = 5) -> np.ndarray:
+    """(n_windows, 2 * bins, H, W) uint8: the windows [t0 + k W, t0 + (k + 1) W) from the
+    first event, each in `bins` bins x 2 polarities (channel = bin * 2 + polarity, as the
+    runtime). Counts above 255 saturate (none at the sizes this is used for)."""
+    t0 = int(events.t[0]) if len(events) else 0
+    counts = events_to_counts(events, t0, t0 + n_windows * window_us, n_windows * bins)
+    counts = np.minimum(counts, 255).astype(np.uint8)
+    return counts.reshape(n_windows, 2 * bins, events.height, events.width)
+
+
+def compose_clips(windows: torch.Tensor, clip_bins: int = 5) -> torch.Tensor:
+    """(N, n_windows, 2 * bins, H, W) -> (N, 2 * clip_bins, H, W): each clip bin sums, per
+    polarity, the windows of its share (n_windows must divide into clip_bins)."""
+    n, w, c, h, wd = windows.shape
+    if w % clip_bins:
+        raise ValueError(f"{w} windows do not divide into {clip_bins} clip bins")
+    per_pol = windows.reshape(n, w, c // 2, 2, h, wd).sum(2)           # (N, w, 2, H, W)
+    return per_pol.reshape(n, clip_bins, w // clip_bins, 2, h, wd).sum(2).reshape(
+        n, 2 * clip_bins, h, wd)
+
+
+def anonymize_windows(anon: torch.nn.Module, windows: torch.Tensor,
+                      straight_through: bool = False,
+                      max_event_ratio: float | None = DEFAULT_MAX_EVENT_RATIO) -> torch.Tensor:
+    """(N, n_windows, C, H, W) float -> the same, each window anonymized with its own noise,
+    capped in events as the runtime caps it, and sent through the events round trip
+    (straight-through gradient if asked)."""
+    n, w = windows.shape[:2]
+    flat = windows.reshape(n * w, *windows.shape[2:])
+    out = cap_event_rate(anon(flat), flat, max_event_ratio)
+    out = straight_through_round_trip(out) if straight_through else event_round_trip(out)
+    return out.reshape(windows.shape)
+
+
+@torch.no_grad()
+def anonymized_clips(anon: torch.nn.Module, windows: np.ndarray, clip_bins: int = 5,
+                     batch: int = 8, device: str | torch.device = "cpu") -> np.ndarray:
+    """(N, n_windows, C, H, W) uint8 -> (N, 2 * clip_bins, H, W) float32 clips of the
+    anonymized, round-tripped windows (a fresh noise draw every call)."""
+    anon.eval()
+    out = []
+    for k in range(0, len(windows), batch):
+        x = torch.from_numpy(windows[k:k + batch]).to(device).float()
+        out.append(compose_clips(anonymize_windows(anon, x), clip_bins).cpu())
+    return torch.cat(out).numpy()
+
+
+def clean_clips(windows: np.ndarray, clip_bins: int = 5, batch: int = 64) -> np.ndarray:
+    """(N, n_windows, C, H, W) uint8 -> (N, 2 * clip_bins, H, W) float32 clean clips."""
+    return torch.cat([compose_clips(torch.from_numpy(windows[k:k + batch]).float(), clip_bins)
+                      for k in range(0, len(windows), batch)]).numpy()

@@ -1,0 +1,114 @@
+"""The adversarial pipeline as the stream runs it: the anonymizer per window, judged on clips.
+
+The same three updates per batch as train.stages' pipeline (anonymizer: target CE minus
+`reid_weight` x the Re-ID triplet loss, plus the noise-budget penalty; target and Re-ID nets on
+what they see), but the anonymizer works on the stream's windows, each with its own noise and
+through the events round trip (straight-through gradient), and the target and Re-ID nets judge
+the clip a consumer re-bins from those windows (train.clips). So the anonymizer is trained
+against what a consumer of a few seconds of the stream can see, not against single windows.
+In memory, on arrays: the privacy study's CPU-sized runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from anonynoise.losses import anonymizer_loss, reid_loss, target_loss
+from anonynoise.models import ClassNet
+from anonynoise.models.noise import NoiseAnonNet
+from train.classify import identity_batches
+from train.augment import shift_and_rotate
+from train.clips import anonymize_windows, compose_clips
+from train.event_domain import event_mass, noise_budget_penalty
+
+log = logging.getLogger(__name__)
+NOISE_BUDGET_WEIGHT = 10.0  # as train.stages
+
+
+@dataclass
+class CompositeConfig:
+    epochs: int = 6
+    batch: int = 16          # clips per step (P x K: batch / per_id identities)
+    per_id: int = 4
+    lr_anon: float = 1e-3
+    lr_helper: float = 1e-4  # the reference's lr0_helper
+    reid_weight: float = 1.0
+    noise_budget: float | None = 3.0
+    clip_bins: int = 5
+    seed: int = 0
+    device: str = "cpu"
+
+
+def _augment_clip_windows(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """The reference's shift + rotation, one transform per clip for all of its windows."""
+    n, w, c, h, wd = x.shape
+    flat = shift_and_rotate(x.reshape(n, w * c, h, wd), gen, max(h // 12, 1))
+    return flat.reshape(n, w, c, h, wd)
+
+
+def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
+                    windows: np.ndarray, targets: np.ndarray, ids: np.ndarray,
+                    config: CompositeConfig = CompositeConfig()) -> list[dict]:
+    """Train the three nets in place on (N, n_windows, C, H, W) uint8 windows; returns the
+    per-epoch metrics (losses, noise scale, event-rate ratio on the training clips)."""
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    device = torch.device(config.device)
+    for net in (anon, target_net, id_net):
+        net.to(device)
+    opt_a = torch.optim.Adam(anon.parameters(), lr=config.lr_anon)
+    opt_t = torch.optim.Adam(target_net.parameters(), lr=config.lr_helper)
+    opt_i = torch.optim.Adam(id_net.parameters(), lr=config.lr_helper)
+    sched_a = torch.optim.lr_scheduler.CosineAnnealingLR(opt_a, T_max=config.epochs)
+    t_all = torch.from_numpy(targets.astype(np.int64))
+    i_all = torch.from_numpy(ids.astype(np.int64))
+    history = []
+    for epoch in range(config.epochs):
+        for net in (anon, target_net, id_net):
+            net.train()
+        started, seen = time.time(), 0
+        sums = dict.fromkeys(("loss_anon", "loss_target", "loss_id", "event_rate_ratio"), 0.0)
+        for idx in identity_batches(ids, config.per_id, config.batch, rng):
+            x = _augment_clip_windows(torch.from_numpy(windows[idx]).to(device).float(), gen)
+            target, identity = t_all[idx].to(device), i_all[idx].to(device)
+            clean = compose_clips(x, config.clip_bins)
+            seen_clip = compose_clips(anonymize_windows(anon, x, straight_through=True),
+                                      config.clip_bins)
+            t_logits, _, _ = target_net(seen_clip)
+            i_logits, i_embedding, _ = id_net(seen_clip)
+            loss_a = anonymizer_loss(t_logits, target, i_embedding, identity, config.reid_weight)
+            if config.noise_budget is not None:
+                loss_a = loss_a + NOISE_BUDGET_WEIGHT * noise_budget_penalty(
+                    seen_clip, clean, config.noise_budget)
+            loss_t = target_loss(t_logits, target)
+            loss_i = reid_loss(i_logits, i_embedding, identity)
+            for o in (opt_a, opt_t, opt_i):
+                o.zero_grad(set_to_none=True)
+            loss_a.backward(inputs=list(anon.parameters()), retain_graph=True)
+            loss_t.backward(inputs=list(target_net.parameters()), retain_graph=True)
+            loss_i.backward(inputs=list(id_net.parameters()))
+            for o in (opt_a, opt_t, opt_i):
+                o.step()
+            n = len(idx)
+            seen += n
+            sums["loss_anon"] += loss_a.item() * n
+            sums["loss_target"] += loss_t.item() * n
+            sums["loss_id"] += loss_i.item() * n
+            with torch.no_grad():
+                sums["event_rate_ratio"] += float(event_mass(seen_clip).sum()
+                                                  / event_mass(clean).sum().clamp(min=1)) * n
+        sched_a.step()
+        metrics = {"epoch": epoch, **{k: v / max(seen, 1) for k, v in sums.items()},
+                   "seconds": round(time.time() - started, 1)}
+        history.append(metrics)
+        log.info("pipeline epoch %d/%d %s", epoch + 1, config.epochs,
+                 " ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float)))
+    for net in (anon, target_net, id_net):
+        net.eval()
+    return history
