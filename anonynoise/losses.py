@@ -43,8 +43,15 @@ def reid_loss(logits: torch.Tensor, embedding: torch.Tensor, identity: torch.Ten
 
 def anonymizer_loss(target_logits: torch.Tensor, target: torch.Tensor,
                     id_embedding: torch.Tensor, identity: torch.Tensor,
-                    reid_weight: float = 1.0, margin: float = TRIPLET_MARGIN) -> torch.Tensor:
+                    reid_weight: float = 1.0, margin: float = TRIPLET_MARGIN,
+                    reid_cap: float | None = None) -> torch.Tensor:
     """The anonymizer's loss: keep the task (CE) and push identities apart in the Re-ID net's
-    embedding (minus the triplet loss); the reference's weight of the Re-ID term is 1."""
-    return (F.cross_entropy(target_logits, target)
-            - reid_weight * batch_hard_triplet(id_embedding, identity, margin))
+    embedding (minus the triplet loss); the reference's weight of the Re-ID term is 1.
+
+    The reference leaves the triplet term unbounded: past chance (triplet = margin, same and
+    other people equally far) the anonymizer keeps spending the signal on making the Re-ID net
+    wrong on purpose. `reid_cap` stops the push there (min(triplet, cap))."""
+    triplet = batch_hard_triplet(id_embedding, identity, margin)
+    if reid_cap is not None:
+        triplet = triplet.clamp(max=reid_cap)
+    return F.cross_entropy(target_logits, target) - reid_weight * triplet

@@ -90,23 +90,27 @@ class Pipeline:
 
     def _read_source(self) -> None:
         seq = 0
-        anchor = None  # (event time, monotonic time) of the first batch
+        # wall-clock minus event time (s), the smallest seen: a batch is read at or after its
+        # last event happened, so the least delayed batch gives the tightest mapping (the first
+        # batches of a source that is slow to start arrive late, all at once)
+        offset = None
         try:
             for batch in self.source:
                 if self._stop.is_set():
                     break
                 now = time.monotonic()
-                if anchor is None and len(batch):
-                    anchor = (int(batch.t[0]), now)
+                if len(batch):
+                    seen = now - int(batch.t[-1]) / 1e6 / self.speed
+                    offset = seen if offset is None else min(offset, seen)
                 self.counters.events_in += len(batch)
                 windows = self.windower.push(batch)
-                if self.source.live and anchor is not None:
-                    horizon = anchor[0] + int((now - anchor[1]) * 1e6) - \
+                if self.source.live and offset is not None:
+                    horizon = int((now - offset) * 1e6 * self.speed) - \
                         self.config.watermark_slack_us
                     windows += self.windower.advance_to(horizon)
                 for w in windows:
-                    wall_end = None if anchor is None or not self.paced else \
-                        anchor[1] + (w.t_end - anchor[0]) / 1e6 / self.speed
+                    wall_end = None if offset is None or not self.paced else \
+                        offset + w.t_end / 1e6 / self.speed
                     self._enqueue(QueuedWindow(w, seq, wall_end))
                     seq += 1
             for w in self.windower.flush():

@@ -11,6 +11,7 @@ In memory, on arrays: the privacy study's CPU-sized runs.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ class CompositeConfig:
     lr_helper: float = 1e-4  # the reference's lr0_helper
     reid_weight: float = 1.0
     noise_budget: float | None = 3.0
+    reid_cap: float | None = None  # see anonynoise.losses.anonymizer_loss
+    clean_target_weight: float = 0.0  # CE of the frozen clean target net on what it sees
     clip_bins: int = 5
     seed: int = 0
     device: str = "cpu"
@@ -66,6 +69,9 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
     opt_t = torch.optim.Adam(target_net.parameters(), lr=config.lr_helper)
     opt_i = torch.optim.Adam(id_net.parameters(), lr=config.lr_helper)
     sched_a = torch.optim.lr_scheduler.CosineAnnealingLR(opt_a, T_max=config.epochs)
+    frozen_target = None
+    if config.clean_target_weight > 0:
+        frozen_target = copy.deepcopy(target_net).eval().requires_grad_(False)
     t_all = torch.from_numpy(targets.astype(np.int64))
     i_all = torch.from_numpy(ids.astype(np.int64))
     history = []
@@ -82,7 +88,12 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
                                       config.clip_bins)
             t_logits, _, _ = target_net(seen_clip)
             i_logits, i_embedding, _ = id_net(seen_clip)
-            loss_a = anonymizer_loss(t_logits, target, i_embedding, identity, config.reid_weight)
+            loss_a = anonymizer_loss(t_logits, target, i_embedding, identity, config.reid_weight,
+                                     reid_cap=config.reid_cap)
+            if frozen_target is not None:
+                # a consumer's off-the-shelf net, trained on clean events, must still work
+                loss_a = loss_a + config.clean_target_weight * target_loss(
+                    frozen_target(seen_clip)[0], target)
             if config.noise_budget is not None:
                 loss_a = loss_a + NOISE_BUDGET_WEIGHT * noise_budget_penalty(
                     seen_clip, clean, config.noise_budget)

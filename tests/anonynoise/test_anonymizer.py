@@ -156,3 +156,30 @@ def test_check_source_and_warm_up(tmp_path):
         anon.check_source(64, 48, 50_000)
     anon.warm_up(64, 48)
     assert anon.windows == 0 and anon.refused == 0
+
+
+def test_cap_event_rate_scales_only_samples_over_the_cap():
+    from anonynoise.anonymizer import cap_event_rate
+
+    clean = torch.tensor([[[[1.0, 1.0]]], [[[2.0, 0.0]]], [[[0.0, 0.0]]]])  # masses 2, 2, 0
+    noisy = torch.tensor([[[[4.0, -3.0]]], [[[10.0, 2.0]]], [[[0.5, 0.5]]]])  # 4, 12, 1
+    out = cap_event_rate(noisy, clean, 3.0)
+    assert torch.equal(out[0], noisy[0])                     # 4 <= 3 * 2: unchanged
+    assert out[1].clamp(min=0).sum().item() == pytest.approx(6.0)  # 12 -> 3 * 2
+    assert out[2].abs().sum().item() == 0.0                  # nothing in, nothing out
+    assert cap_event_rate(noisy, clean, None) is noisy
+
+
+def test_the_runtime_never_sends_more_than_the_cap(tmp_path, window):
+    torch.manual_seed(0)
+    loud = LightAnonNet(10, width=8)
+    torch.nn.init.constant_(loud.head.bias, 5.0)  # about 5 events in every cell
+    path = save_checkpoint(tmp_path / "loud.pt", loud, Representation(window_us=WINDOW))
+    ev, t0, t1 = window
+    capped = Anonymizer(path, "cpu", seed=1)
+    free = Anonymizer(path, "cpu", seed=1, max_event_ratio=None)
+    n_in = len(ev.slice_time(t0, t1))
+    assert len(free.anonymize(ev, t0, t1).events) > 3.2 * n_in
+    out = capped.anonymize(ev, t0, t1)
+    assert np.maximum(out.tensor, 0).sum() == pytest.approx(2.9 * n_in, rel=1e-4)
+    assert len(out.events) <= 3 * n_in

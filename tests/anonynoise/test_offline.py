@@ -49,3 +49,19 @@ def test_command_line_and_bad_input(real_file, model, tmp_path, capsys):
     assert not (tmp_path / "b.npy").exists()
     with pytest.raises(AnonyNoiseError, match="no such file"):
         anonymize_file(tmp_path / "missing.aedat4", tmp_path / "c.npy", model)
+
+
+def test_the_shipped_default_model_anonymizes_stream_windows(tmp_path):
+    """The committed default: the light net trained on 50 ms windows, noisy enough to pass
+    the near-identity check without --allow-weak, and within the event-rate cap."""
+    from anonynoise.anonymizer import Anonymizer
+    from anonynoise.examples import clustered_stream
+    from anonynoise.offline import default_model
+
+    anon = Anonymizer(default_model(), "cpu")
+    assert anon.checkpoint.kind == "light_anon"
+    assert anon.representation.window_us == 50_000 and anon.representation.width is None
+    assert anon.checkpoint.training["trained_on"] == "synthetic people only"
+    ev = clustered_stream(128, 128, duration_s=0.05, rate=1e6, seed=1)
+    out = anon.anonymize(ev, 0, 50_000)
+    assert 0 < len(out.events) <= 3 * len(ev)

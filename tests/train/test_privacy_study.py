@@ -1,0 +1,103 @@
+"""The privacy study's pieces: exact clip composition, the capped Re-ID term, the composite
+pipeline, and the report command end to end (tiny)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from anonynoise.anonymizer import Anonymizer
+from anonynoise.events import make_events
+from anonynoise.losses import anonymizer_loss
+from anonynoise.models import ClassNet, LightAnonNet
+from anonynoise.represent import events_to_counts
+from train.clips import anonymized_clips, clean_clips, compose_clips, recording_windows
+from train.composite import CompositeConfig, train_composite
+
+
+def random_events(n=5000, duration_us=1_000_000, size=16, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.sort(rng.integers(0, duration_us, n))
+    t[0] = 0
+    return make_events(t, rng.integers(0, size, n), rng.integers(0, size, n),
+                       rng.integers(0, 2, n), size, size)
+
+
+def test_clips_composed_from_windows_equal_binning_the_clip_directly():
+    ev = random_events()
+    windows = recording_windows(ev, 50_000, 20, bins=5)          # 20 windows of 50 ms
+    assert windows.shape == (20, 10, 16, 16) and windows.dtype == np.uint8
+    assert windows.astype(int).sum() == len(ev)
+    clip = clean_clips(windows[None], clip_bins=5)[0]
+    direct = events_to_counts(ev, 0, 1_000_000, 5).reshape(10, 16, 16)  # 200 ms bins
+    np.testing.assert_array_equal(clip, direct)
+
+
+def test_compose_refuses_windows_that_do_not_divide():
+    with pytest.raises(ValueError, match="divide"):
+        compose_clips(torch.zeros(1, 7, 10, 4, 4), 5)
+
+
+def test_anonymized_clips_are_event_counts_within_the_cap():
+    ev = random_events(seed=1)
+    windows = recording_windows(ev, 50_000, 20)[None]
+    torch.manual_seed(0)
+    anon = LightAnonNet(10, width=8)
+    torch.nn.init.constant_(anon.head.bias, 3.0)
+    out = anonymized_clips(anon, windows)
+    assert out.shape == (1, 10, 16, 16)
+    assert np.array_equal(out, np.round(out)) and out.min() >= 0   # whole events
+    assert out.sum() <= 2.9 * len(ev) * 1.05
+
+
+def test_reid_cap_stops_the_push_past_chance():
+    torch.manual_seed(0)
+    logits, target = torch.randn(8, 11), torch.randint(0, 11, (8,))
+    emb = (torch.randn(8, 16) * 10).requires_grad_()
+    ids = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    free = anonymizer_loss(logits, target, emb, ids, 1.0)
+    capped = anonymizer_loss(logits, target, emb, ids, 1.0, reid_cap=0.5)
+    assert capped.item() == pytest.approx(torch.nn.functional.cross_entropy(
+        logits, target).item() - 0.5, abs=1e-5)
+    assert free.item() < capped.item()
+    grad, = torch.autograd.grad(capped, emb)
+    assert grad.abs().sum() == 0  # above the cap the Re-ID term gives no gradient
+
+
+def test_composite_pipeline_trains_the_three_nets():
+    rng = np.random.default_rng(0)
+    windows = rng.poisson(0.3, (16, 10, 10, 16, 16)).astype(np.uint8)
+    targets, ids = rng.integers(0, 3, 16), np.repeat(np.arange(4), 4)
+    torch.manual_seed(0)
+    anon = LightAnonNet(10, width=8, form="mean_scale")
+    nets = [ClassNet("resnet18", 3, 10), ClassNet("resnet18", 4, 10)]
+    before = [{k: v.clone() for k, v in n.state_dict().items()} for n in (anon, *nets)]
+    history = train_composite(anon, *nets, windows, targets, ids,
+                              CompositeConfig(epochs=1, batch=8, reid_cap=4.0,
+                                              clean_target_weight=1.0))
+    assert len(history) == 1 and history[0]["event_rate_ratio"] <= 2.9 * 1.05
+    for net, old in zip((anon, *nets), before):
+        assert any(not torch.equal(v, old[k]) for k, v in net.state_dict().items()
+                   if v.dtype.is_floating_point)
+
+
+def test_privacy_report_tiny_end_to_end(tmp_path):
+    from train.privacy_report import main
+
+    data, out, ship = tmp_path / "data", tmp_path / "report.md", tmp_path / "anon.pt"
+    args = ["--tiny", "--data", str(data), "--out", str(out), "--real", str(tmp_path / "none"),
+            "--reid-weights", "1", "--ship", str(ship)]
+    assert main(args) == 0
+    text = out.read_text()
+    for row in ("| clean |", "fresh attacker scratch + denoiser", "from adversary + denoiser",
+                "## Temporal averaging", "event rate out / in <= 3"):
+        assert row in text
+    assert out.with_suffix(".png").stat().st_size > 10_000
+    saved = json.loads((data / "results.json").read_text())
+    assert len(saved["results"][0]["weights"]["1.0"]["attackers"]) == 6
+    anon = Anonymizer(ship, "cpu", allow_weak=True)
+    assert anon.representation.window_us == 50_000
+    # the report again from results.json alone
+    out.unlink()
+    assert main(args + ["--render"]) == 0 and "| clean |" in out.read_text()
