@@ -75,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--status-every", type=float, default=5.0, metavar="SECONDS",
                     help="status line interval on stderr (0: none)")
     ap.add_argument("--max-window-events", type=int, default=2_000_000)
+    ap.add_argument("--preview", action="store_true",
+                    help="a local window: the raw input next to the anonymized output (a demo "
+                         "on this screen; raw events never leave the process)")
+    ap.add_argument("--preview-screenshot", metavar="OUT.png", default=None,
+                    help=argparse.SUPPRESS)  # tests: save the last preview picture
     return ap
 
 
@@ -142,9 +147,14 @@ def stream_main(args) -> int:
         config = StreamConfig(window_us=window, max_window_events=args.max_window_events,
                               absolute_time=args.absolute_time)
         paced = source.live or (args.replay is not None and not args.fast)
+        latest = None
+        if args.preview:
+            from stream.preview import LatestPair
+
+            latest = LatestPair()
         pipeline = Pipeline(source, anonymizer, publisher, sinks, config,
                             model_identity(model_path, ckpt), paced=paced,
-                            speed=args.speed if args.replay else 1.0)
+                            speed=args.speed if args.replay else 1.0, preview=latest)
         if args.lossless and not source.live:
             log.info("waiting for a subscriber on %s", args.lossless)
             if not publisher.wait_for_lossless_subscriber(args.wait_subscriber):
@@ -154,7 +164,13 @@ def stream_main(args) -> int:
         reporter = _Reporter(pipeline, args.status_every)
         reporter.start()
         try:
-            summary = pipeline.run()
+            if latest is not None:
+                from stream.preview import run_with_preview
+
+                summary = run_with_preview(pipeline, source.width, source.height, latest,
+                                           screenshot=args.preview_screenshot)
+            else:
+                summary = pipeline.run()
         finally:
             reporter.stop()
         for sink in sinks:

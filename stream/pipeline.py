@@ -69,8 +69,11 @@ class Pipeline:
 
     def __init__(self, source, anonymizer: Anonymizer, publisher, sinks=(),
                  config: StreamConfig = StreamConfig(), model: dict | None = None,
-                 paced: bool = True, speed: float = 1.0):
+                 paced: bool = True, speed: float = 1.0, preview=None):
         self.source, self.anonymizer, self.publisher = source, anonymizer, publisher
+        # preview(raw, anonymized): a local, in-process observer (stream.preview); the raw
+        # events go to it and nowhere else
+        self.preview = preview
         self.sinks = list(sinks)
         self.config = config
         self.model = model or {}
@@ -200,6 +203,8 @@ class Pipeline:
         for sink in self.sinks:
             if not sink.put(header, events, wait=not self.source.live):
                 self.counters.dropped["sink"] += 1
+        if self.preview is not None:
+            self.preview(w.events, anonymized.events)
         self.counters.windows_out += 1
         self.counters.events_out += len(events)
         if item.wall_end is not None:

@@ -320,7 +320,9 @@ def write_report(path: Path, plot: Path, config: StudyConfig, results: list[dict
         f"{config.pipeline.lr_anon:g}; helpers {config.pipeline.lr_helper:g}) from the clean "
         f"nets, Re-ID weight {main_weight:g} (chosen by the rule below from "
         f"{', '.join(f'{w:g}' for w in config.reid_weights)}), noise budget "
-        f"{config.pipeline.noise_budget} x the input's events (penalty), and the runtime's "
+        f"{config.pipeline.noise_budget} x the input's events (penalty), Re-ID term cap "
+        f"{config.pipeline.reid_cap}, frozen clean target net weight "
+        f"{config.pipeline.clean_target_weight:g}, and the runtime's "
         f"cap of {DEFAULT_MAX_EVENT_RATIO:g} events out per event in, per window, in expectation "
         "(anonynoise.anonymizer.cap_event_rate).",
         "- The shipped weight: the smallest Re-ID weight whose strongest fresh attacker is cut "
@@ -451,8 +453,10 @@ def study_config(args) -> StudyConfig:
     data = DatasetConfig(users=args.users, test_users=args.test_users, reps=2, size=args.size,
                          duration_s=6.0)
     config = StudyConfig(data=data, fit=FitConfig(epochs=args.epochs, device=args.device),
-                         pipeline=CompositeConfig(epochs=args.pipeline_epochs,
-                                                  noise_budget=args.noise_budget),
+                         pipeline=CompositeConfig(
+                             epochs=args.pipeline_epochs, noise_budget=args.noise_budget,
+                             reid_cap=getattr(args, "reid_cap", None),
+                             clean_target_weight=getattr(args, "clean_target_weight", 0.0)),
                          reid_weights=tuple(args.reid_weights), draws=args.draws)
     if args.tiny:
         config = replace(config, data=replace(data, users=4, test_users=2, size=32,
@@ -474,6 +478,10 @@ def main(argv=None) -> int:
     ap.add_argument("--pipeline-epochs", type=int, default=15)
     ap.add_argument("--reid-weights", type=float, nargs="+", default=[1.0, 3.0, 10.0])
     ap.add_argument("--noise-budget", type=float, default=3.0)
+    ap.add_argument("--reid-cap", type=float, default=None,
+                    help="cap the Re-ID term at this triplet loss (the margin, 4, is chance)")
+    ap.add_argument("--clean-target-weight", type=float, default=0.0,
+                    help="weight of a frozen clean target net's CE in the anonymizer's loss")
     ap.add_argument("--draws", type=int, default=2)
     ap.add_argument("--jobs", type=int, default=1, help="seeds in parallel")
     ap.add_argument("--device", default="cpu")

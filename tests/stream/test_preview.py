@@ -1,0 +1,60 @@
+"""`anonynoise-stream --preview`: raw next to anonymized on the local screen, never on the wire."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from anonynoise.io import read_events
+from stream.preview import LatestPair
+from tests.stream.test_service import (  # noqa: F401 (fixtures)
+    REPO, WINDOW, anonymizer, checkpoint, raw_windows, replay)
+
+
+def test_latest_pair_keeps_only_the_newest():
+    latest = LatestPair()
+    assert latest.take() is None
+    latest("raw1", "anon1")
+    latest("raw2", "anon2")
+    assert latest.take() == ("raw2", "anon2") and latest.take() is None
+    assert latest.windows == 2
+
+
+def test_the_preview_sees_raw_windows_and_the_wire_only_anonymized(real_file, anonymizer,
+                                                                   tmp_path):
+    path = real_file("robotarm_davis346.aedat4")
+    seen = []
+    received, summary, _ = replay(path, anonymizer, f"ipc://{tmp_path}/preview",
+                                  preview=lambda raw, anon: seen.append((raw, anon)))
+    raw, _ = raw_windows(path)
+    assert len(seen) == len(raw) == len(received)
+    for (p_raw, p_anon), window, (header, ev) in zip(seen, raw, received):
+        assert np.array_equal(p_raw.t, window.events.t) and np.array_equal(p_raw.x, window.events.x)
+        assert len(p_anon) == len(ev) == header.events
+        # what went on the wire is the anonymized window, not the raw one
+        assert not (len(ev) == len(p_raw) and np.array_equal(ev["x"], p_raw.x)
+                    and np.array_equal(ev["y"], p_raw.y))
+
+
+def test_preview_command_runs_offscreen_and_records_only_anonymized(real_file, checkpoint,
+                                                                   tmp_path):
+    path = real_file("robotarm_davis346.aedat4")
+    shot, rec = tmp_path / "preview.png", tmp_path / "anon.aedat4"
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    done = subprocess.run([sys.executable, "-m", "stream", "--replay", str(path), "--fast",
+                           "--model", str(checkpoint), "--publish", "none", "--record", str(rec),
+                           "--preview", "--preview-screenshot", str(shot)],
+                          capture_output=True, text=True, timeout=180, cwd=REPO, env=env)
+    assert done.returncode == 0, done.stderr
+    from PIL import Image
+
+    picture = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    half = picture.shape[1] // 2
+    background = picture[2, 2]
+    for side in (picture[:, :half], picture[:, half:]):
+        assert (np.abs(side - background).sum(-1) > 30).mean() > 0.001  # events on both sides
+    raw, events = raw_windows(path)
+    recorded = read_events(rec)
+    assert len(recorded) != len(events)
+    assert recorded.t.max() < WINDOW * len(raw)
