@@ -37,3 +37,19 @@ def test_pipeline_benchmark_runs_fast_and_paced():
     for r in rows:
         sent, received = (int(v) for v in r[7].split("/"))
         assert sent == received > 0  # the lossless subscriber got every window
+
+
+def test_gpu_benchmark_runs_on_the_cpu_tiny(tmp_path):
+    import json
+
+    out = tmp_path / "gpu.json"
+    proc = subprocess.run([sys.executable, str(BENCH / "gpu.py"), "--device", "cpu", "--tiny",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(out.read_text())
+    assert set(r["nets"]) == {"light 64x48", "paper 64x48"}
+    assert all(v == 0.0 for v in r["same_net_max_rel_diff"].values())  # CPU vs CPU
+    for pl in r["pipeline"].values():
+        assert pl["windows"] == pl["published"] > 0 and pl["dropped"] == 0
+    for rt in r["runtime"].values():
+        assert rt["refused"] == 0 and 0 < rt["events_out_per_in"] <= 2.9 * 1.05
