@@ -5,7 +5,7 @@
 
 Each row replays the built-in clustered stream (anonynoise.examples) from an .npz file with
 50 ms windows through the real Pipeline, a lossless ZeroMQ endpoint with a subscriber that
-reads everything, and the .aedat4 recorder on. As fast as possible, it reports how many times
+reads everything, and the .aedat4 recorder on or off. As fast as possible, it reports how many times
 real time the pipeline runs; paced (real time), the p50 / p99 latency from the end of a window
 (on the replay's clock) to its publication, and whether windows were dropped.
 
@@ -58,7 +58,7 @@ def checkpoint(kind: str, folder: Path) -> Path:
 
 
 def run(kind: str, size: tuple[int, int], rate: float, seconds: float, fast: bool,
-        folder: Path, threads: int) -> dict:
+        folder: Path, threads: int, record: bool = True) -> dict:
     w, h = size
     recording = folder / f"in-{w}x{h}-{rate:g}-{seconds:g}.npz"
     if not recording.exists():
@@ -73,18 +73,20 @@ def run(kind: str, size: tuple[int, int], rate: float, seconds: float, fast: boo
         len(x.events) for x in client), daemon=True)
     reader.start()
     publisher.wait_for_lossless_subscriber(10)
-    recorder = RecorderSink(folder / "out.aedat4", w, h)
+    recorder = RecorderSink(folder / "out.aedat4", w, h) if record else None
     source = ReplaySource(recording, speed=None if fast else 1.0)
-    pipeline = Pipeline(source, anonymizer, publisher, [recorder],
+    pipeline = Pipeline(source, anonymizer, publisher, [recorder] if record else [],
                         StreamConfig(window_us=WINDOW_US), paced=not fast)
     start = time.perf_counter()
     status = pipeline.run()
-    recorder.close()
+    if recorder is not None:
+        recorder.close()
     wall = time.perf_counter() - start
     publisher.close()
     reader.join(10)
     client.close()
     return {"net": kind, "size": f"{w}x{h}", "rate": rate, "mode": "fast" if fast else "paced",
+            "recorder": "on" if record else "off",
             "x_real_time": seconds / wall, "p50": status["latency_ms_p50"],
             "p99": status["latency_ms_p99"], "windows": status["windows_out"],
             "received": len(received), "dropped": sum(status["dropped"].values()),
@@ -99,20 +101,22 @@ def main(argv=None) -> int:
                     help="model threads (the recorder and ZeroMQ need the other core)")
     args = ap.parse_args(argv)
     seconds = 0.5 if args.tiny else args.seconds
-    cases = [("light", (128, 128), 1e6, True), ("light", (128, 128), 1e6, False),
-             ("light", (346, 260), 2e6, False), ("light", (346, 260), 2e6, True),
-             ("paper", (128, 128), 1e6, True), ("paper", (128, 128), 1e6, False)]
+    cases = [("light", (128, 128), 1e6, True, True), ("light", (128, 128), 1e6, True, False),
+             ("light", (128, 128), 1e6, False, True), ("light", (128, 128), 1e6, False, False),
+             ("light", (346, 260), 2e6, False, True), ("light", (346, 260), 2e6, False, False),
+             ("light", (346, 260), 2e6, True, False),
+             ("paper", (128, 128), 1e6, True, False), ("paper", (128, 128), 1e6, False, False)]
     if args.tiny:
-        cases = [("light", (64, 48), 2e5, True), ("light", (64, 48), 2e5, False)]
-    print("| net | sensor | rate (ev/s) | replay | x real time | latency p50 / p99 (ms) | "
-          "windows sent / received | dropped | events out per in |")
-    print("|---|---|---|---|---|---|---|---|---|")
+        cases = [("light", (64, 48), 2e5, True, True), ("light", (64, 48), 2e5, False, True)]
+    print("| net | sensor | rate (ev/s) | replay | recorder | x real time | latency p50 / p99 (ms) "
+          "| windows sent / received | dropped | events out per in |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
-        for kind, size, rate, fast in cases:
+        for kind, size, rate, fast, record in cases:
             r = run(kind, size, rate, seconds if kind == "light" else min(seconds, 2.0), fast,
-                    Path(tmp), args.threads)
+                    Path(tmp), args.threads, record)
             lat = "-" if r["p50"] is None else f"{r['p50']:.1f} / {r['p99']:.1f}"
-            print(f"| {r['net']} | {r['size']} | {r['rate']:.0e} | {r['mode']} | "
+            print(f"| {r['net']} | {r['size']} | {r['rate']:.0e} | {r['mode']} | {r['recorder']} | "
                   f"{r['x_real_time']:.2f} | {lat} | {r['windows']} / {r['received']} | "
                   f"{r['dropped']} | {r['out_per_in']:.2f} |", flush=True)
     return 0

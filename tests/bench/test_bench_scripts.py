@@ -34,8 +34,9 @@ def test_pipeline_benchmark_runs_fast_and_paced():
     assert proc.returncode == 0, proc.stderr
     rows = [line.split("|") for line in proc.stdout.splitlines() if line.startswith("| light")]
     assert [r[4].strip() for r in rows] == ["fast", "paced"]
+    assert [r[5].strip() for r in rows] == ["on", "on"]
     for r in rows:
-        sent, received = (int(v) for v in r[7].split("/"))
+        sent, received = (int(v) for v in r[8].split("/"))
         assert sent == received > 0  # the lossless subscriber got every window
 
 
