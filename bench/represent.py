@@ -1,14 +1,24 @@
-"""Events <-> dense tensors: ours (numba) and tonic side by side on the same stream, one core.
+"""Events <-> dense tensors: ours (numba) and its peers side by side on the same stream, one core.
 
-    python bench/represent.py            # the full run (about a minute)
+    python bench/represent.py            # the full run (about 70 s)
     python bench/represent.py --tiny     # a few windows, to check the script still works
 
-Stream: the clustered stream of peer-benchmarks.md (16 moving blobs + 15 % noise, 2 Mev/s),
-cut into 20 ms windows (about 40k events each). Timed per window, up to the dense tensor:
-ours produces float32 (5, 2, H, W) counts and (5, H, W) voxel grids, ready for the model;
-tonic's ToFrame produces int16 (5, 2, H, W) and ToVoxelGrid float64 (5, 1, H, W) (their
-conversion to float32 is not timed). The inverse, tensor -> events, is timed on the windows'
-counts (integers) and on counts plus Gaussian noise (what an anonymizer hands back).
+Stream: the clustered stream of peer-benchmarks.md (16 moving blobs + 15 % noise, 2 Mev/s)
+at 128x128, 346x260 and 640x480, cut into windows of 10, 20 and 50 ms (20k, 40k and 100k
+events each). Timed per window, up to the dense output; what each tool produces:
+
+- ours: float32 (5, 2, H, W) counts and float32 (5, H, W) bilinear voxel grids, for the model;
+- numpy np.bincount: the same float32 (5, 2, H, W) counts (int64 counts cast to float32; checked
+  equal to ours on one window);
+- tonic ToFrame: int16 (5, 2, H, W) counts; ToVoxelGrid: float64 (5, 1, H, W) (their
+  conversion to float32 is not timed);
+- dv-processing EventStreamSlicer + EdgeMapAccumulator: one uint8 (H, W) edge map per window
+  (polarity ignored, each event adds 0.25, saturating at 255): a single 8-bit channel, not
+  counts. The stream is converted to a dv.EventStore once, untimed (dv has no fast numpy path).
+
+The ratio is ours (counts, or voxel for ToVoxelGrid) over the peer, in events/s. The inverse,
+tensor -> events, is timed on 20 ms windows' counts (integers) and on counts plus Gaussian
+noise (what an anonymizer hands back).
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ import os
 import platform
 import sys
 import time
+from datetime import timedelta
 
 import numpy as np
 
@@ -27,8 +38,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from anonynoise import represent  # noqa: E402
 from anonynoise.events import to_structured  # noqa: E402
 from anonynoise.examples import clustered_stream  # noqa: E402
+from anonynoise.io import to_event_store  # noqa: E402
 
 BINS = 5
+WINDOWS_MS = (10, 20, 50)
 TONIC_VOXEL_DTYPE = np.dtype([("x", "<i2"), ("y", "<i2"), ("t", "<i8"), ("p", "<i1")])
 
 
@@ -47,10 +60,38 @@ def best_of(repeats, fn):
     return best, result
 
 
-def bench_size(width, height, duration_s, window_ms, repeats, with_tonic):
+def numpy_counts(s, t_start, t_end):
+    """Our (5, 2, H, W) float32 counts with np.bincount: ((bin * 2 + p) * H + y) * W + x."""
+    index = ((s.t - t_start) * BINS // (t_end - t_start) * 2 + s.p) * s.height + s.y
+    index = index * s.width + s.x
+    counts = np.bincount(index, minlength=BINS * 2 * s.height * s.width)
+    return counts.reshape(BINS, 2, s.height, s.width).astype(np.float32)
+
+
+def dv_edge_maps(store, width, height, window_ms):
+    """(events, windows) of a dv EventStreamSlicer feeding an EdgeMapAccumulator per window."""
+    import dv_processing as dv
+
+    edges = dv.EdgeMapAccumulator((width, height))
+    slicer = dv.EventStreamSlicer()
+    done = [0, 0]
+
+    def on_window(window):
+        edges.accept(window)
+        edges.generateFrame()  # dv.Frame, .image uint8 (H, W)
+        done[0] += window.size()
+        done[1] += 1
+
+    slicer.doEveryTimeInterval(timedelta(milliseconds=window_ms), on_window)
+    slicer.accept(store)
+    return done
+
+
+def bench_window(events, store, window_ms, repeats, with_tonic):
+    """Rows (path, tool, events/s, s/window, ours events/s to compare with or None)."""
     import tonic.transforms as T
 
-    events = clustered_stream(width, height, duration_s=duration_s, seed=1)
+    width, height = events.width, events.height
     bounds = windows(events, window_ms * 1000)
     slices = [events.slice_time(a, b) for a, b in bounds]
     n_events = sum(len(s) for s in slices)
@@ -58,68 +99,89 @@ def bench_size(width, height, duration_s, window_ms, repeats, with_tonic):
     vox = np.empty((BINS, height, width), np.float32)
     rows = []
 
-    def ours_counts():
-        for (a, b), s in zip(bounds, slices):
-            represent.events_to_counts(s, a, b, BINS, out=out)
+    def timed(path, tool, fn, versus=None, repeats=repeats):
+        """events/s of fn(window events, t_start, t_end) over all windows, results dropped
+        (keeping 500 dense outputs would cost gigabytes)."""
+        def run():
+            for (a, b), s in zip(bounds, slices):
+                fn(s, a, b)
+        sec, _ = best_of(repeats, run)
+        rows.append((path, tool, n_events / sec, sec / len(bounds), versus))
+        return n_events / sec
 
-    def ours_voxel():
-        for (a, b), s in zip(bounds, slices):
-            represent.events_to_voxel(s, a, b, BINS, out=vox)
+    counts = timed("events -> counts f32 (5,2,H,W)", "ours",
+                   lambda s, a, b: represent.events_to_counts(s, a, b, BINS, out=out))
+    voxel = timed("events -> voxel f32 (5,H,W)", "ours",
+                  lambda s, a, b: represent.events_to_voxel(s, a, b, BINS, out=vox))
 
-    sec, _ = best_of(repeats, ours_counts)
-    rows.append(("events -> counts f32 (5,2,H,W)", "ours", n_events / sec, sec / len(bounds)))
-    sec_v, _ = best_of(repeats, ours_voxel)
-    rows.append(("events -> voxel f32 (5,H,W)", "ours", n_events / sec_v, sec_v / len(bounds)))
+    (a, b), s = bounds[0], slices[0]
+    assert np.array_equal(numpy_counts(s, a, b), represent.events_to_counts(s, a, b, BINS)), \
+        "numpy bincount counts differ from ours"
+    timed("events -> counts f32 (5,2,H,W)", "numpy bincount", numpy_counts, counts)
+
+    sec, (n_dv, n_windows) = best_of(repeats,
+                                     lambda: dv_edge_maps(store, width, height, window_ms))
+    rows.append(("events -> edge map u8 (H,W)", "dv EdgeMapAccumulator", n_dv / sec,
+                 sec / n_windows, counts))
+
     if with_tonic:
         frames = T.ToFrame(sensor_size=(width, height, 2), n_time_bins=BINS)
         voxels = T.ToVoxelGrid(sensor_size=(width, height, 2), n_time_bins=BINS)
-        structured = [to_structured(s) for s in slices]
-        structured_v = [to_structured(s, TONIC_VOXEL_DTYPE) for s in slices]
-        sec_t, _ = best_of(max(1, repeats // 3), lambda: [frames(s) for s in structured])
-        rows.append(("events -> counts i16 (5,2,H,W)", "tonic ToFrame", n_events / sec_t,
-                     sec_t / len(bounds)))
-        sec_tv, _ = best_of(max(1, repeats // 3), lambda: [voxels(s.copy()) for s in structured_v])
-        rows.append(("events -> voxel f64 (5,1,H,W)", "tonic ToVoxelGrid", n_events / sec_tv,
-                     sec_tv / len(bounds)))
+        structured, structured_v = {}, {}  # tonic's inputs, by window start
+        for (a, _), s in zip(bounds, slices):
+            structured[a], structured_v[a] = to_structured(s), to_structured(s, TONIC_VOXEL_DTYPE)
+        few = max(1, repeats // 3)
+        timed("events -> counts i16 (5,2,H,W)", "tonic ToFrame",
+              lambda s, a, b: frames(structured[a]), counts, few)
+        timed("events -> voxel f64 (5,1,H,W)", "tonic ToVoxelGrid",
+              lambda s, a, b: voxels(structured_v[a].copy()), voxel, few)
+    return rows, n_events / len(bounds), len(bounds)
 
-    # Inverse, on the count tensors of the first windows (kept small in memory).
-    k = min(len(bounds), 40)
-    counts = [represent.events_to_counts(s, a, b, BINS) for (a, b), s in zip(bounds[:k],
-                                                                           slices[:k])]
+
+def bench_inverse(events, window_ms, repeats):
+    """Rows for tensor -> events, on the count tensors of the first windows (kept small)."""
+    bounds = windows(events, window_ms * 1000)[:40]
+    counts = [represent.events_to_counts(events.slice_time(a, b), a, b, BINS)
+              for a, b in bounds]
     rng = np.random.default_rng(2)
     noisy = [c + rng.normal(0, 0.5, c.shape).astype(np.float32) for c in counts]
+    rows = []
     for label, tensors in (("counts", counts), ("counts + N(0, 0.5^2)", noisy)):
         def inverse(tensors=tensors):
             return sum(len(represent.counts_to_events(c, a, b))
-                       for c, (a, b) in zip(tensors, bounds[:k]))
-        sec_i, n_out = best_of(repeats, inverse)
-        rows.append((f"tensor -> events ({label})", "ours", n_out / sec_i, sec_i / k))
-    return rows, n_events / len(bounds), len(bounds)
+                       for c, (a, b) in zip(tensors, bounds))
+        sec, n_out = best_of(repeats, inverse)
+        rows.append((f"tensor -> events ({label})", "ours", n_out / sec, sec / len(bounds), None))
+    return rows
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiny", action="store_true", help="a quick run that checks the script")
-    ap.add_argument("--no-tonic", action="store_true", help="time ours only")
+    ap.add_argument("--no-tonic", action="store_true", help="leave tonic out")
     args = ap.parse_args(argv)
     sizes = [(128, 128), (346, 260), (640, 480)]
     duration_s, repeats = (0.1, 1) if args.tiny else (5.0, 5)
     represent.warm_up()
-    print(f"# events <-> tensors, {BINS} bins, 20 ms windows, clustered stream at 2 Mev/s, "
-          f"one core ({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs)")
-    print(f"{'sensor':>8} | {'path':<32} | {'tool':<17} | {'events/s':>9} | {'ms/window':>9}"
-          f" | ratio")
+    print(f"# events <-> tensors, {BINS} bins, windows of {', '.join(map(str, WINDOWS_MS))} ms, "
+          f"clustered stream at 2 Mev/s, {duration_s:g} s, one core "
+          f"({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs)")
+    print(f"{'sensor':>8} | {'window':>6} | {'path':<39} | {'tool':<21} | {'events/s':>9} |"
+          f" {'ms/window':>9} | ratio")
     for width, height in sizes:
-        rows, per_window, n_windows = bench_size(width, height, duration_s, 20, repeats,
-                                                 not args.no_tonic)
-        ours = {path.split(" f32")[0].split(" i16")[0].split(" f64")[0]: rate
-                for path, tool, rate, _ in rows if tool == "ours"}
-        for path, tool, rate, per in rows:
-            key = path.split(" f32")[0].split(" i16")[0].split(" f64")[0]
-            ratio = f"ours {ours[key] / rate:.1f}x" if tool != "ours" else ""
-            print(f"{width}x{height:<4} | {path:<32} | {tool:<17} | {rate / 1e6:7.1f} M |"
-                  f" {per * 1e3:9.3f} | {ratio}")
-        print(f"{'':8} | ({n_windows} windows of {per_window:,.0f} events on average)")
+        events = clustered_stream(width, height, duration_s=duration_s, seed=1)
+        store = to_event_store(events)  # once, untimed
+        for window_ms in WINDOWS_MS:
+            rows, per_window, n_windows = bench_window(events, store, window_ms, repeats,
+                                                       not args.no_tonic)
+            if window_ms == 20:
+                rows += bench_inverse(events, window_ms, repeats)
+            for path, tool, rate, per, versus in rows:
+                ratio = f"ours {versus / rate:.1f}x" if versus else ""
+                print(f"{width}x{height:<4} | {window_ms:>3} ms | {path:<39} | {tool:<21} |"
+                      f" {rate / 1e6:7.1f} M | {per * 1e3:9.3f} | {ratio}")
+            print(f"{'':8} | {'':6} | ({n_windows} windows of {per_window:,.0f} events"
+                  " on average)")
     return 0
 
 

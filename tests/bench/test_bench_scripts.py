@@ -15,7 +15,9 @@ def test_represent_benchmark_runs_and_reports_ratios():
     out = proc.stdout
     for size in ("128x128", "346x260", "640x480"):
         rows = [line for line in out.splitlines() if line.startswith(size)]
-        assert any("tonic ToFrame" in r and re.search(r"ours [\d.]+x", r) for r in rows), out
+        for tool in ("tonic ToFrame", "numpy bincount", "dv EdgeMapAccumulator"):
+            peer = [r for r in rows if tool in r and re.search(r"ours [\d.]+x", r)]
+            assert {r.split("|")[1].strip() for r in peer} == {"10 ms", "20 ms", "50 ms"}, out
         assert any("tensor -> events" in r and "ours" in r for r in rows), out
 
 
@@ -32,11 +34,19 @@ def test_pipeline_benchmark_runs_fast_and_paced():
     proc = subprocess.run([sys.executable, str(BENCH / "pipeline.py"), "--tiny"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
+    # | net | sensor | rate | replay | recorder | endpoint | DV sink | x real time | latency |
+    #   windows sent / received | dropped | out per in |
     rows = [line.split("|") for line in proc.stdout.splitlines() if line.startswith("| light")]
-    assert [r[4].strip() for r in rows] == ["fast", "paced"]
-    assert [r[5].strip() for r in rows] == ["on", "on"]
-    for r in rows:
-        sent, received = (int(v) for v in r[8].split("/"))
+    assert [r[4].strip() for r in rows] == ["fast", "paced", "paced"]
+    assert [(r[5].strip(), r[6].strip(), r[7].strip()) for r in rows] == [
+        ("on", "lossless", "off"), ("on", "lossless", "off"), ("off", "live", "on")]
+    zmq_rows = [line.split("|") for line in proc.stdout.splitlines() if "events per window" in line]
+    assert len(zmq_rows) == 4  # 10k and 100k events, ipc and tcp
+    for r in zmq_rows:
+        got, sent = (int(v) for v in r[3].split("/"))
+        assert got == sent > 0
+    for r in rows[:2]:
+        sent, received = (int(v) for v in r[10].split("/"))
         assert sent == received > 0  # the lossless subscriber got every window
 
 

@@ -1,0 +1,126 @@
+"""Run every benchmark in one go and rewrite docs/benchmarks.md from their output.
+
+    python bench/run_all.py            # the full run (several minutes), rewrites docs/benchmarks.md
+    python bench/run_all.py --tiny --out /tmp/b.md   # a smoke run
+
+Each script prints ours and the peers side by side from one run on this machine; this file adds
+the machine, the versions and what each table measures. GPU numbers cannot be measured here: the
+last `bench/gpu.py --out bench/results/gpu-<card>.json` run on a lent GPU machine is rendered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+
+SECTIONS = [
+    ("represent.py", "Events <-> tensors",
+     "The clustered stream of `../shared/docs/peer-benchmarks.md` (16 moving Gaussian blobs + "
+     "15 % noise) cut into windows, timed per window up to the dense tensor, one core. Ours "
+     "gives float32 `(5, 2, H, W)` counts (the model's input) and float32 `(5, H, W)` voxel "
+     "grids; tonic's `ToFrame` int16 and `ToVoxelGrid` float64; dv-processing's "
+     "`EdgeMapAccumulator` one 8-bit frame per window; numpy `bincount` the same float32 counts "
+     "as ours. Tensor -> events is timed on the windows' counts and on counts plus noise."),
+    ("io.py", "Reading .aedat4",
+     "Whole files decoded to numpy arrays (t, x, y, p): our reader, dv-processing directly, "
+     "tonic's `read_aedat4`; the event counts of all three are checked to agree."),
+    ("models.py", "Anonymizer nets on the CPU",
+     "Batch 1, float32, median per window of one forward pass as the runtime makes it (noise "
+     "drawn, net, x + s * n), 1 and 2 threads, NCHW and channels_last. The light net's targets: "
+     "<= 5 ms at 128x128 and <= 40 ms at 480x640 with 2 threads."),
+    ("pipeline.py", "The stream end to end",
+     "Replays of the clustered stream through the real Pipeline with 50 ms windows, the shipped "
+     "light net (the paper net untrained, same cost), a ZeroMQ endpoint with a subscriber that "
+     "reads everything, and the recorder / DV output on or off. Fast: times real time. Paced: "
+     "p50 / p99 latency from a window's end (on the replay's clock) to its publication. Then "
+     "the protocol alone: windows of 10k and 100k events to one client. Targets (issue 6): "
+     "fast 1 M ev/s at 128x128 >= 5x real time; paced p99 <= 20 ms; 346x260 at 2 M ev/s paced "
+     "keeps up. Recording is bounded by dv-processing's per-event EventStore construction "
+     "(no bulk numpy path exists; see `../shared/docs/ecosystem-notes.md`)."),
+]
+
+
+def run_script(name: str, tiny: bool) -> tuple[str, float]:
+    started = time.time()
+    done = subprocess.run([sys.executable, str(BENCH / name), *(["--tiny"] if tiny else [])],
+                          capture_output=True, text=True, cwd=ROOT, timeout=900)
+    if done.returncode != 0:
+        tail = done.stderr.strip().splitlines()[-1:] or ["(no output)"]
+        return f"FAILED (exit {done.returncode}): {tail[0]}", time.time() - started
+    return done.stdout.rstrip(), time.time() - started
+
+
+def gpu_section() -> list[str]:
+    files = sorted((BENCH / "results").glob("gpu-*.json"))
+    if not files:
+        return []
+    r = json.loads(files[-1].read_text())
+    lines = ["## On a GPU (`python bench/gpu.py`)", "",
+             f"Rendered from `{files[-1].relative_to(ROOT)}`: one run on a lent {r['device']}, "
+             f"torch {r['torch']}. Net latency batch 1, median of 50 synchronised runs; the "
+             "runtime is one 50 ms window of a 1 M ev/s stream, events in to events out (binning "
+             "and sampling events back run on the CPU with numba, the net on the GPU). CPU and "
+             "GPU compute the same net: same input and noise give maps that differ by at most "
+             f"{max(r['same_net_max_rel_diff'].values()):.1e} relative.", "",
+             "| net | sensor | fp32 eager (ms) | channels_last | bf16 autocast | CUDA graph | "
+             "runtime per window (ms, p50) | events out per in |",
+             "|---|---|---|---|---|---|---|---|"]
+    for key, lat in r["nets"].items():
+        net, size = key.split()
+        rt = r["runtime"][key]
+        graph = lat.get("cuda_graph")
+        lines.append(f"| {net} | {size} | {lat['fp32']:.2f} | {lat['channels_last']:.2f} | "
+                     f"{lat.get('bf16', float('nan')):.2f} | "
+                     f"{'-' if graph is None else f'{graph:.2f}'} | "
+                     f"{rt['ms_per_window_p50']:.1f} | {rt['events_out_per_in']:.2f} |")
+    lines += ["", "Replay through the Pipeline as fast as possible (a counting publisher: the GPU "
+              "image has no ZeroMQ):", "", "| case | x real time | windows | dropped |",
+              "|---|---|---|---|"]
+    for key, pl in r["pipeline"].items():
+        lines.append(f"| {key} | {pl['x_real_time']:.2f} | {pl['windows']} | {pl['dropped']} |")
+    lines += ["", "On the GPU the nets stop being the cost; a window's time is the CPU side "
+              "(binning, copying, sampling events back), single-threaded.", ""]
+    return lines
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tiny", action="store_true")
+    ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    args = ap.parse_args(argv)
+    import numba
+    import numpy
+    import torch
+
+    lines = ["# Benchmarks", "",
+             f"Generated by `python bench/run_all.py{' --tiny' if args.tiny else ''}` on "
+             f"{time.strftime('%Y-%m-%d')}: {platform.machine()}, {os.cpu_count()} CPUs "
+             f"({platform.processor() or 'unknown processor'}), Python "
+             f"{platform.python_version()}, torch {torch.__version__}, numpy "
+             f"{numpy.__version__}, numba {numba.__version__}. Numbers move by about ±10 % "
+             "between runs on a shared machine; compare ratios within one table.", ""]
+    failed = False
+    for script, title, what in SECTIONS:
+        out, seconds = run_script(script, args.tiny)
+        failed |= out.startswith("FAILED")
+        print(f"{script}: {seconds:.0f} s", file=sys.stderr, flush=True)
+        table = out if out.lstrip().startswith("|") else f"```\n{out}\n```"
+        lines += [f"## {title} (`python bench/{script}`, {seconds:.0f} s)", "", what, "",
+                  table, ""]
+    lines += gpu_section()
+    Path(args.out).write_text("\n".join(lines))
+    print(f"wrote {args.out}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
