@@ -1,6 +1,6 @@
 """Anonymizer net latency: the paper net and the light net, batch 1, float32, on the CPU.
 
-    python bench/models.py             # the full table (about a minute and a half)
+    python bench/models.py             # the full table (under two minutes)
     python bench/models.py --tiny      # small sizes, to check the script still works
 
 Each row is one forward pass as the runtime makes it (noise drawn, net, x + s * n), median of
@@ -21,7 +21,9 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from anonynoise.models import LightAnonNet, PaperAnonNet  # noqa: E402
+from anonynoise.checkpoint import load_checkpoint  # noqa: E402
+from anonynoise.models import ANONYMIZER_KINDS, PaperAnonNet  # noqa: E402
+from anonynoise.offline import default_model  # noqa: E402
 
 SIZES = [(128, 128), (260, 346), (480, 640)]
 TARGETS_MS = {(128, 128): 5.0, (480, 640): 40.0}
@@ -46,7 +48,10 @@ def main(argv=None) -> int:
                     help="also time torch.compile (cold compiles take seconds per shape)")
     args = ap.parse_args(argv)
     sizes = [(32, 48)] if args.tiny else SIZES
-    nets = [("light", LightAnonNet(10)), ("paper", PaperAnonNet(10))]
+    # the light net as shipped (anonynoise/models/default_anonymizer.pt); the paper net
+    # untrained (the same cost as a trained one)
+    shipped = load_checkpoint(default_model(), ANONYMIZER_KINDS).build(torch.device("cpu"))
+    nets = [("light", shipped), ("paper", PaperAnonNet(10))]
     print(f"# anonymizer nets, batch 1, float32, CPU ({os.cpu_count()} cores), torch "
           f"{torch.__version__}; median ms per window")
     for name, net in nets:
@@ -57,13 +62,15 @@ def main(argv=None) -> int:
         net.eval()
         for h, w in sizes:
             # The paper net takes seconds per large window: fewer repeats keep this quick.
-            repeats = 2 if args.tiny else (30 if name == "light" else max(2, 40 * 128 * 128 // (h * w)))
+            repeats = 2 if args.tiny else (30 if name == "light" else max(1, 10 * 128 * 128 // (h * w)))
+            warmup = 1 if name == "paper" else 2
             for threads in (1, 2):
                 torch.set_num_threads(threads)
                 x = torch.rand(1, 10, h, w) * 2
-                eager = latency_ms(net, x, repeats)
+                eager = latency_ms(net, x, repeats, warmup)
                 net_cl = net.to(memory_format=torch.channels_last)
-                cl = latency_ms(net_cl, x.contiguous(memory_format=torch.channels_last), repeats)
+                cl = latency_ms(net_cl, x.contiguous(memory_format=torch.channels_last), repeats,
+                                warmup)
                 net.to(memory_format=torch.contiguous_format)
                 row = (f"{name:<6} | 1x10x{h}x{w:<6} | {threads:>7} | {eager:9.2f} | {cl:13.2f}")
                 if args.compile:

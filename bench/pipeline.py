@@ -1,6 +1,6 @@
 """The streaming pipeline end to end: replay -> windows -> anonymizer -> ZeroMQ + recorder.
 
-    python bench/pipeline.py            # the full table (a few minutes)
+    python bench/pipeline.py            # the full table (under two minutes)
     python bench/pipeline.py --tiny     # a smoke run
 
 Each row replays the built-in clustered stream (anonynoise.examples) from an .npz file with
@@ -157,7 +157,7 @@ def zmq_throughput(events_per_window: int, windows: int, transport: str, folder:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiny", action="store_true")
-    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--threads", type=int, default=1,
                     help="model threads (the recorder and ZeroMQ need the other core)")
     args = ap.parse_args(argv)

@@ -64,3 +64,14 @@ def test_gpu_benchmark_runs_on_the_cpu_tiny(tmp_path):
         assert pl["windows"] == pl["published"] > 0 and pl["dropped"] == 0
     for rt in r["runtime"].values():
         assert rt["refused"] == 0 and 0 < rt["events_out_per_in"] <= 2.9 * 1.05
+
+
+def test_run_all_writes_every_section(tmp_path):
+    out = tmp_path / "benchmarks.md"
+    proc = subprocess.run([sys.executable, str(BENCH / "run_all.py"), "--tiny", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text()
+    for script in ("represent.py", "io.py", "models.py", "pipeline.py"):
+        assert f"`python bench/{script}`" in text
+    assert "FAILED" not in text and "## On a GPU" in text and "dv EdgeMapAccumulator" in text
