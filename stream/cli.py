@@ -18,7 +18,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 
 from anonynoise.cli import bounded, parse_sensor, run
