@@ -121,6 +121,10 @@ def stream_main(args) -> int:
     from stream.sinks import DVNetworkSink, RecorderSink
     from anonynoise.windower import warm_up
 
+    if args.preview:  # before opening anything: no display, no stream
+        from viewer.app import check_display
+
+        check_display()
     model_path = Path(args.model) if args.model else default_model()
     ckpt = load_checkpoint(model_path, ANONYMIZER_KINDS)
     source = make_source(args)

@@ -58,3 +58,17 @@ def test_preview_command_runs_offscreen_and_records_only_anonymized(real_file, c
     recorded = read_events(rec)
     assert len(recorded) != len(events)
     assert recorded.t.max() < WINDOW * len(raw)
+
+
+def test_preview_without_a_display_is_one_line(real_file, checkpoint, tmp_path):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    done = subprocess.run([sys.executable, "-m", "stream", "--replay",
+                           str(real_file("robotarm_davis346.aedat4")), "--fast", "--model",
+                           str(checkpoint), "--publish", "none", "--record",
+                           str(tmp_path / "x.aedat4"), "--preview"],
+                          capture_output=True, text=True, timeout=120, cwd=REPO, env=env)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no display" in lines[0], done.stderr
+    assert not (tmp_path / "x.aedat4").exists()  # refused before any output was opened

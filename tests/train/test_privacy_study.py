@@ -101,3 +101,14 @@ def test_privacy_report_tiny_end_to_end(tmp_path):
     # the report again from results.json alone
     out.unlink()
     assert main(args + ["--render"]) == 0 and "| clean |" in out.read_text()
+
+
+def test_render_without_results_is_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "train.privacy_report", "--render", "--data",
+                           str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "results.json" in lines[0], done.stderr
