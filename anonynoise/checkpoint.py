@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from anonynoise.atomic import atomic_output
-from anonynoise.errors import AnonyNoiseError
+from anonynoise.errors import AnonyNoiseError, first_line
 from anonynoise.models import ANONYMIZER_KINDS, MODEL_KINDS, build_model
 
 FORMAT = "anonynoise-checkpoint"
@@ -169,7 +169,7 @@ def _torch_load(path: Path):
         raise CheckpointError(f"{path}: refused: it holds objects other than weights and plain "
                               f"metadata" + (f" ({found.group(1)})" if found else "")) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        reason = first_line(e, 160)
         raise CheckpointError(f"{path}: not a readable checkpoint (corrupt or truncated: "
                               f"{reason})") from None
 

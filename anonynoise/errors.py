@@ -10,3 +10,10 @@ class AnonyNoiseError(Exception):
     def __init__(self, message: str):
         # Library messages are shown verbatim at the command line: keep them on one line.
         super().__init__(" ".join(str(message).split()))
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's text (C++ and Rust libraries write several), or its
+    type's name when it has no text: a reason to put inside a one-line message."""
+    text = str(error).strip()
+    return text.splitlines()[0][:limit] if text else type(error).__name__

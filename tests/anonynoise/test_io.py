@@ -1,5 +1,7 @@
 import os
 import stat
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -138,13 +140,33 @@ def test_negative_timestamps_cannot_go_into_aedat4(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_full_disk_is_an_error_not_an_abort(tmp_path, monkeypatch):
-    import shutil
+FULL_DISK = """
+import resource, signal, sys
+from anonynoise.errors import AnonyNoiseError
+from anonynoise.examples import clustered_stream
+from anonynoise.io import write_events
+# A file may grow to 200 kB: past it write() fails with EFBIG, as on a full disk.
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+try:
+    write_events(sys.argv[1], clustered_stream(64, 48, duration_s=0.5, seed=1))
+except AnonyNoiseError as e:
+    print(e)
+    sys.exit(3)
+"""
 
-    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10, 10, 1000))
-    with pytest.raises(AnonyNoiseError, match="not enough disk space"):
-        write_events(tmp_path / "full.aedat4", make_events([0], [0], [0], [0], 4, 3))
-    assert list(tmp_path.iterdir()) == []  # the partial file is gone
+
+@pytest.mark.skipif(sys.platform != "linux", reason="needs RLIMIT_FSIZE and SIGXFSZ")
+def test_a_full_disk_is_an_error_and_keeps_the_old_file(tmp_path):
+    out = tmp_path / "full.aedat4"
+    old = make_events([0, 5], [0, 1], [0, 1], [0, 1], 64, 48)
+    write_events(out, old)
+    proc = subprocess.run([sys.executable, "-c", FULL_DISK, str(out)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 3, proc.stderr
+    assert "cannot write" in proc.stdout and "Traceback" not in proc.stderr
+    assert same_events(read_events(out), old)  # the old file is intact
+    assert [p.name for p in tmp_path.iterdir()] == ["full.aedat4"]  # the partial file is gone
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc")

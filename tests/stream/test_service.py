@@ -349,6 +349,49 @@ def test_sigint_leaves_a_complete_recording(tmp_path, checkpoint, real_file):
     assert recorded.t[-1] >= 12 * WINDOW  # at least the windows it had published
 
 
+def test_a_killed_service_still_leaves_what_it_recorded(tmp_path, checkpoint, real_file):
+    out = tmp_path / "rec.aedat4"
+    proc = subprocess.Popen([sys.executable, "-m", "stream", "--replay",
+                             str(real_file("face_dvxplorer.aedat4")), "--loop", "--model",
+                             str(checkpoint), "--publish", "none", "--record", str(out),
+                             "--status-every", "0.3"], cwd=REPO, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        assert wait_for_windows(proc, 10)
+        proc.kill()  # SIGKILL: the service cannot close anything
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while not out.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)  # the recorder process notices within a second and finishes
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    recorded = read_events(out)
+    assert len(recorded) > 0 and np.all(np.diff(recorded.t) >= 0)
+    assert [p.name for p in tmp_path.iterdir()] == ["rec.aedat4"]  # no partial file left
+
+
+def test_a_recorder_that_cannot_write_stops_the_service_with_one_line(tmp_path, checkpoint,
+                                                                       real_file):
+    import resource
+
+    def limit_file_size():  # as a full disk: files stop growing at 300 kB (EFBIG)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+
+    out = tmp_path / "rec.aedat4"
+    done = subprocess.run([sys.executable, "-m", "stream", "--replay",
+                           str(real_file("face_dvxplorer.aedat4")), "--loop", "--fast",
+                           "--model", str(checkpoint), "--publish", "none", "--record",
+                           str(out)], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          preexec_fn=limit_file_size)
+    assert done.returncode != 0
+    assert done.stderr.count("recorder failed") == 1, done.stderr  # said once, in one line
+    assert "cannot write" in done.stderr.splitlines()[-1] and "Traceback" not in done.stderr
+    assert list(tmp_path.iterdir()) == []  # the partial file is gone
+    with pytest.raises(AnonyNoiseError, match="no such directory"):
+        RecorderSink(tmp_path / "nope" / "rec.aedat4", 32, 24)
+
+
 def test_dv_port_of_the_command_serves_network_readers(tmp_path, checkpoint, real_file):
     import dv_processing as dv
 
