@@ -34,7 +34,7 @@ from anonynoise.io import Aedat4Writer, read_events  # noqa: E402
 
 REAL_FILE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real" / \
     "face_dvxplorer.aedat4"
-WRITE_CHUNK = 500_000  # events per write: the numpy -> EventStore conversion goes through lists
+WRITE_CHUNK = 500_000  # events per write
 
 
 def best_of(repeats, fn):

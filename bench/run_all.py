@@ -26,10 +26,12 @@ SECTIONS = [
     ("represent.py", "Events <-> tensors",
      "The clustered stream of `../shared/docs/peer-benchmarks.md` (16 moving Gaussian blobs + "
      "15 % noise) cut into windows, timed per window up to the dense tensor, one core. Ours "
-     "gives float32 `(5, 2, H, W)` counts (the model's input) and float32 `(5, H, W)` voxel "
-     "grids; tonic's `ToFrame` int16 and `ToVoxelGrid` float64; dv-processing's "
-     "`EdgeMapAccumulator` one 8-bit frame per window; numpy `bincount` the same float32 counts "
-     "as ours. Tensor -> events is timed on the windows' counts and on counts plus noise."),
+     "gives float32 `(5, 2, H, W)` counts (the model's input), float32 `(1, 2, H, W)` counts "
+     "(one frame per polarity) and float32 `(5, H, W)` voxel grids; tonic's `ToFrame` int16 and "
+     "`ToVoxelGrid` float64; dv-processing's `EdgeMapAccumulator` one 8-bit frame per window "
+     "(compared with our one frame, then with our 5 bins); numpy `bincount` the same float32 "
+     "counts as ours. Tensor -> events is timed on the windows' counts and on counts plus "
+     "noise."),
     ("io.py", "Reading .aedat4",
      "Whole files decoded to numpy arrays (t, x, y, p): our reader, dv-processing directly, "
      "tonic's `read_aedat4`; the event counts of all three are checked to agree."),
@@ -40,12 +42,14 @@ SECTIONS = [
     ("pipeline.py", "The stream end to end",
      "Replays of the clustered stream through the real Pipeline with 50 ms windows, the shipped "
      "light net (the paper net untrained, same cost), a ZeroMQ endpoint with a subscriber that "
-     "reads everything, and the recorder / DV output on or off. Fast: times real time. Paced: "
+     "reads everything, and the recorder / DV output on or off. Fast: times real time (best of "
+     "3). Paced: "
      "p50 / p99 latency from a window's end (on the replay's clock) to its publication. Then "
      "the protocol alone: windows of 10k and 100k events to one client. Targets (issue 6): "
      "fast 1 M ev/s at 128x128 >= 5x real time; paced p99 <= 20 ms; 346x260 at 2 M ev/s paced "
-     "keeps up. Recording is bounded by dv-processing's per-event EventStore construction "
-     "(no bulk numpy path exists; see `../shared/docs/ecosystem-notes.md`)."),
+     "keeps up. The recorder (faery's AEDAT 4 encoder) and the DV output run in processes of "
+     "their own; the DV output is bounded by dv-processing's EventStore, built one event at a "
+     "time (no bulk numpy path exists; see `../shared/docs/ecosystem-notes.md`)."),
 ]
 
 
