@@ -9,7 +9,9 @@ Per seed (each a new synthetic benchmark, a new set of people), on a CPU-sized c
 1. clean target (gesture) and Re-ID nets on clean 3 s clips: the baseline;
 2. the adversarial pipeline (train.composite): the light anonymizer on the stream's 50 ms
    windows, fresh noise per window, through the events round trip, judged on the clips a
-   consumer re-bins from them; for every --reid-weights value;
+   consumer re-bins from them; for every --reid-weights value; then, as the reference's
+   post-training does, the pipeline's target net trained on anonymized clips as long as
+   every other net: the gesture accuracy a consumer of the stream gets;
 3. fresh attackers, trained on anonymized clips (the attacker has our weights, so it can make
    as many paired clean / anonymized examples as it likes) from scratch, from the clean Re-ID
    net and from the pipeline's adversary, each without and with a denoiser in front (a smaller
@@ -176,6 +178,12 @@ def study_seed(config: StudyConfig, data_dir: Path, save_dir: Path | None = None
                "adversary": reid(adversary, anon_test), "attackers": {}}
         draws = [anonymized_spans(anon, train_w[:, :n_clip], [n_clip], device=device)[n_clip]
                  for _ in range(config.draws)]
+        # the reference's post-training of the target: from the pipeline's last target net,
+        # on anonymized clips, as long as every other ClassNet; what a consumer would deploy
+        target_post = fit_classnet(draws, t_train, 11, False, fit, init=target_net)
+        row["target_top1_post"] = target_accuracy(target_post, anon_test, t_test, device)
+        log.info("seed %d weight %g target post-trained: %.3f", seed, weight,
+                 row["target_top1_post"])
         inits = {"clean": reid_clean, "adversary": adversary}
         kinds = [(name, init, dn) for name, init in ATTACKERS for dn in (False, True)] if main \
             else [("from clean", "clean", False)]
@@ -228,6 +236,18 @@ def strongest(row: dict) -> str:
     return max(row["attackers"], key=lambda a: row["attackers"][a]["rank1"])
 
 
+def gesture(row: dict) -> float:
+    """The gesture top-1 a weight is judged by: the target net post-trained on anonymized
+    clips (the reference's protocol); results from before that row existed fall back to the
+    pipeline's own target net."""
+    return row.get("target_top1_post", row["target_top1_pipeline"])
+
+
+def gesture_source(rows: list[dict]) -> str:
+    return ("target net post-trained on anonymized clips" if "target_top1_post" in rows[0]
+            else "the pipeline's target net")
+
+
 def choose_weight(results: list[dict], weights) -> float:
     """The weight that ships: the smallest whose strongest fresh attacker (mean over seeds)
     is cut by >= 50% relative to clean with the gesture within 10 points of clean; else the
@@ -239,7 +259,7 @@ def choose_weight(results: list[dict], weights) -> float:
         rows = [r["weights"][str(w)] for r in results]
         names = list(rows[0]["attackers"])
         best = max(np.mean([r["attackers"][a]["rank1"] for r in rows]) for a in names)
-        return 1 - best / clean_r1, clean_t - np.mean([r["target_top1_pipeline"] for r in rows])
+        return 1 - best / clean_r1, clean_t - np.mean([gesture(r) for r in rows])
 
     both = [w for w in sorted(weights) if scores(w)[0] >= 0.5 and scores(w)[1] <= 0.10]
     if both:
@@ -299,6 +319,7 @@ def write_report(path: Path, plot: Path, config: StudyConfig, results: list[dict
     reduction = 1 - np.mean(best_r1) / np.mean(clean_r1)
     clean_t = [r["clean"]["target_top1"] for r in results]
     pipe_t = [r["target_top1_pipeline"] for r in rows]
+    judged_t = [gesture(r) for r in rows]
     d = config.data
     lines = [
         "# Privacy report: the shipped light anonymizer against fresh attackers", "",
@@ -345,6 +366,8 @@ def write_report(path: Path, plot: Path, config: StudyConfig, results: list[dict
         f"{fmt([r['adversary']['mAP'] for r in rows])} | {fmt(pipe_t)} |",
         f"| anonymized, clean target net (not retrained) | | | "
         f"{fmt([r['target_top1_clean_net'] for r in rows])} |",
+        *([f"| anonymized, target net post-trained on anonymized clips (the reference's "
+           f"protocol) | | | {fmt(judged_t)} |"] if "target_top1_post" in rows[0] else []),
     ]
     for a in attackers:
         lines.append(f"| fresh attacker {a} | {fmt([r['attackers'][a]['rank1'] for r in rows])} "
@@ -358,9 +381,10 @@ def write_report(path: Path, plot: Path, config: StudyConfig, results: list[dict
         f"| strongest fresh attacker ({strongest}) rank-1 reduced >= 50% relative to clean | "
         f"{np.mean(best_r1):.3f}, reduced by {100 * reduction:.0f}% | "
         f"{'yes' if reduction >= 0.5 else 'no'} |",
-        f"| gesture top-1 within 10 points of clean | {np.mean(pipe_t):.3f} vs "
-        f"{np.mean(clean_t):.3f} ({100 * (np.mean(pipe_t) - np.mean(clean_t)):+.1f} points) | "
-        f"{'yes' if np.mean(clean_t) - np.mean(pipe_t) <= 0.10 else 'no'} |",
+        f"| gesture top-1 ({gesture_source(rows)}) within 10 points of clean | "
+        f"{np.mean(judged_t):.3f} vs {np.mean(clean_t):.3f} "
+        f"({100 * (np.mean(judged_t) - np.mean(clean_t)):+.1f} points) | "
+        f"{'yes' if np.mean(clean_t) - np.mean(judged_t) <= 0.10 else 'no'} |",
         f"| event rate out / in <= 3, synthetic test clips | {fmt(rate)} | "
         f"{'yes' if max(rate) <= 3 else 'no'} |",
     ]
@@ -385,13 +409,14 @@ def write_report(path: Path, plot: Path, config: StudyConfig, results: list[dict
                      f"| " + " | ".join(cells) + " |")
     lines += ["", "## Privacy against utility over the Re-ID weight", "",
               "| Re-ID weight | strongest fresh attacker, rank-1 | gesture top-1 (pipeline) "
-              "| events out / in |", "|---|---|---|---|"]
+              "| gesture top-1 (post-trained) | events out / in |", "|---|---|---|---|---|"]
     for w in config.reid_weights:
         rs = [r["weights"][str(w)] for r in results]
         a = max(rs[0]["attackers"], key=lambda k: np.mean([r["attackers"][k]["rank1"]
                                                            for r in rs]))
         lines.append(f"| {w:g} | {fmt([r['attackers'][a]['rank1'] for r in rs])} ({a}) | "
                      f"{fmt([r['target_top1_pipeline'] for r in rs])} | "
+                     f"{fmt([gesture(r) for r in rs]) if 'target_top1_post' in rs[0] else '-'} | "
                      f"{fmt([r['event_rate_ratio'] for r in rs])} |")
     if real:
         lines += ["", "## Real recordings (event rate of the shipped model)", "",
@@ -419,12 +444,12 @@ def _plot(path: Path, config: StudyConfig, results: list[dict], main_weight: flo
     for w in config.reid_weights:
         rs = [r["weights"][str(w)] for r in results]
         x = max(np.mean([r["attackers"][k]["rank1"] for r in rs]) for k in rs[0]["attackers"])
-        y = np.mean([r["target_top1_pipeline"] for r in rs])
+        y = np.mean([gesture(r) for r in rs])
         a.scatter(x, y, color="C0")
         a.annotate(f"weight {w:g}", (x, y), textcoords="offset points", xytext=(5, 5))
     a.scatter(clean_r1, clean_t, color="C3", marker="*", s=120, label="clean")
     a.set_xlabel("Re-ID rank-1 of the strongest fresh attacker (lower is more private)")
-    a.set_ylabel("gesture top-1")
+    a.set_ylabel(f"gesture top-1 ({gesture_source(rs)})")
     a.set_xlim(0, 1)
     a.set_ylim(0, 1)
     a.legend()
