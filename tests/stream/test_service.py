@@ -328,13 +328,17 @@ def wait_for_windows(proc, n, timeout=120):
     return False
 
 
+def recording_service(face, checkpoint, out):
+    """The command replaying the face recording in a loop into a recording, status lines on."""
+    return subprocess.Popen([sys.executable, "-m", "stream", "--replay", str(face), "--loop",
+                             "--model", str(checkpoint), "--publish", "none", "--record",
+                             str(out), "--status-every", "0.3"], cwd=REPO,
+                            stderr=subprocess.PIPE, text=True)
+
+
 def test_sigint_leaves_a_complete_recording(tmp_path, checkpoint, real_file):
     out = tmp_path / "rec.aedat4"
-    proc = subprocess.Popen([sys.executable, "-m", "stream", "--replay",
-                             str(real_file("face_dvxplorer.aedat4")), "--loop", "--model",
-                             str(checkpoint), "--publish", "none", "--record", str(out),
-                             "--status-every", "0.3"], cwd=REPO, stderr=subprocess.PIPE,
-                            text=True)
+    proc = recording_service(real_file("face_dvxplorer.aedat4"), checkpoint, out)
     try:
         assert wait_for_windows(proc, 15)
         proc.send_signal(signal.SIGINT)
@@ -351,11 +355,7 @@ def test_sigint_leaves_a_complete_recording(tmp_path, checkpoint, real_file):
 
 def test_a_killed_service_still_leaves_what_it_recorded(tmp_path, checkpoint, real_file):
     out = tmp_path / "rec.aedat4"
-    proc = subprocess.Popen([sys.executable, "-m", "stream", "--replay",
-                             str(real_file("face_dvxplorer.aedat4")), "--loop", "--model",
-                             str(checkpoint), "--publish", "none", "--record", str(out),
-                             "--status-every", "0.3"], cwd=REPO, stderr=subprocess.PIPE,
-                            text=True)
+    proc = recording_service(real_file("face_dvxplorer.aedat4"), checkpoint, out)
     try:
         assert wait_for_windows(proc, 10)
         proc.kill()  # SIGKILL: the service cannot close anything
