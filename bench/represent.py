@@ -1,6 +1,6 @@
 """Events <-> dense tensors: ours (numba) and its peers side by side on the same stream, one core.
 
-    python bench/represent.py            # the full run (about 70 s)
+    python bench/represent.py            # the full run (about 90 s)
     python bench/represent.py --tiny     # a few windows, to check the script still works
 
 Stream: the clustered stream of peer-benchmarks.md (16 moving blobs + 15 % noise, 2 Mev/s)
@@ -168,7 +168,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-tonic", action="store_true", help="leave tonic out")
     args = ap.parse_args(argv)
     sizes = [(128, 128), (346, 260), (640, 480)]
-    duration_s, repeats = (0.1, 1) if args.tiny else (5.0, 5)
+    duration_s, repeats = (0.1, 1) if args.tiny else (4.0, 5)
     represent.warm_up()
     print(f"# events <-> tensors, {BINS} bins, windows of {', '.join(map(str, WINDOWS_MS))} ms, "
           f"clustered stream at 2 Mev/s, {duration_s:g} s, one core "
