@@ -44,7 +44,9 @@ class ProcessSink:
         self._socket = self._context.socket(zmq.PUSH)
         self._socket.setsockopt(zmq.SNDHWM, max(1, queue_windows // 2))  # and as many there
         self._socket.setsockopt(zmq.LINGER, 0)
-        self._socket.bind(address)
+        # we connect and the child binds: a connecting socket queues from the start, so no
+        # window is refused while the child's connection is still being made
+        self._socket.connect(address)
         ctx = multiprocessing.get_context("spawn")  # no fork of a process with threads
         self._status = ctx.Queue()
         self.process = ctx.Process(target=_run_child, name=self.name, daemon=True,
@@ -151,7 +153,7 @@ def _windows(address: str, queue_windows: int):
 
     socket = zmq.Context.instance().socket(zmq.PULL)
     socket.setsockopt(zmq.RCVHWM, queue_windows)
-    socket.connect(address)
+    socket.bind(address)
     parent = os.getppid()
     dtypes = (T_DTYPE, XY_DTYPE, XY_DTYPE, P_DTYPE)
     while True:

@@ -242,6 +242,36 @@ def test_curve_lets_only_allowed_clients_in(tmp_path, anonymizer):
     assert len(good.windows) == 5 and bad.windows == []
 
 
+def test_a_live_source_never_waits_for_a_stalled_recorder(tmp_path):
+    from anonynoise.events import make_events
+    from stream.protocol import WindowHeader
+
+    out = tmp_path / "live.aedat4"
+    recorder = RecorderSink(out, 64, 48, queue_windows=4)
+    n = 20_000
+    rng = np.random.default_rng(0)
+    os.kill(recorder.process.pid, signal.SIGSTOP)  # the recorder stops reading
+    try:
+        accepted, started = [], time.monotonic()
+        for k in range(60):
+            t = k * 50_000 + np.sort(rng.integers(0, 50_000, n))
+            ev = make_events(t, rng.integers(0, 64, n), rng.integers(0, 48, n),
+                             rng.integers(0, 2, n), 64, 48)
+            if recorder.put(WindowHeader("s", k, k * 50_000, (k + 1) * 50_000, 64, 48, n), ev,
+                            wait=False):
+                accepted.append(k)
+        waited = time.monotonic() - started
+    finally:
+        os.kill(recorder.process.pid, signal.SIGCONT)
+    recorder.close()
+    assert 0 < len(accepted) < 60, len(accepted)  # the rest were dropped, not waited for
+    assert waited < 10, waited
+    assert recorder.windows == len(accepted)
+    recorded = read_events(out)  # exactly the accepted windows, complete
+    assert len(recorded) == n * len(accepted)
+    assert sorted({int(t) // 50_000 for t in recorded.t}) == accepted
+
+
 def test_dv_network_reader_receives_the_anonymized_events():
     import dv_processing as dv
 
