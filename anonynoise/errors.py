@@ -12,8 +12,9 @@ class AnonyNoiseError(Exception):
         super().__init__(" ".join(str(message).split()))
 
 
-def first_line(error: BaseException, limit: int = 200) -> str:
+def first_line(error: BaseException, limit: int | None = 200) -> str:
     """The first line of an exception's text (C++ and Rust libraries write several), or its
-    type's name when it has no text: a reason to put inside a one-line message."""
+    type's name when it has no text, cut to `limit` characters (None: whole): a reason to put
+    inside a one-line message."""
     text = str(error).strip()
     return text.splitlines()[0][:limit] if text else type(error).__name__

@@ -1,10 +1,9 @@
 """Event files: read AEDAT 4, Prophesee RAW (EVT 2.0 / 3.0) and DAT, and NumPy files as an
 iterator of EventBatch; write AEDAT 4 and NumPy files.
 
-AEDAT 4 is read by dv-processing and written by faery (which takes numpy arrays whole),
-Prophesee formats go through expelliarmus. Only events ever
-come out of a reader: APS frames, IMU samples and triggers are counted for `info` and left in
-the file.
+AEDAT 4 is read by dv-processing and written by faery (which takes numpy arrays whole);
+Prophesee formats go through expelliarmus. Only events ever come out of a reader: APS frames,
+IMU samples and triggers are counted for `info` and left in the file.
 """
 
 from __future__ import annotations
@@ -106,7 +105,7 @@ def _dv_reason(error: Exception) -> str:
         return "the file ends early (truncated, or not an AEDAT 4 file)"
     if "truncated" in text or "corrupt" in text:
         return "the file is truncated or corrupt"
-    first = first_line(error, len(text) + 1)  # whole, before the prefix goes
+    first = first_line(error, None)  # whole: the prefix goes before the cut
     first = re.sub(r"^\S+\.hpp\(\d+\):.*?\(\)\s*", "", first)  # drop the C++ location prefix
     return first[:200]
 

@@ -5,9 +5,10 @@
 
 Each row replays the built-in clustered stream (anonynoise.examples) from an .npz file with
 50 ms windows through the real Pipeline, a lossless ZeroMQ endpoint with a subscriber that
-reads everything, and the .aedat4 recorder on or off. As fast as possible, it reports how many times
-real time the pipeline runs (the best of 3 replays: the machine is shared); paced (real time), the p50 / p99 latency from the end of a window
-(on the replay's clock) to its publication, and whether windows were dropped.
+reads everything, and the .aedat4 recorder on or off. As fast as possible, it reports how many
+times real time the pipeline runs (the best of 3 replays: the machine is shared); paced (real
+time), the p50 / p99 latency from the end of a window (on the replay's clock) to its
+publication, and whether windows were dropped.
 
 Targets (issue 6, this 2-core CPU): fast replay of 1 M ev/s at 128x128 with the light net
 >= 5x real time; paced p99 <= 20 ms; at 346x260 and 2 M ev/s paced replay keeps up.
