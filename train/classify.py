@@ -94,8 +94,13 @@ def fit_classnet(x, labels: np.ndarray, n_classes: int, reid: bool,
     opt = torch.optim.Adam(params, lr=config.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
     y = torch.from_numpy(labels.astype(np.int64))
+    # on a GPU the whole training set lives there: a gather and a host-to-device copy per
+    # step cost more than the step of these small nets (no copy at all on the CPU)
+    draws_t = [torch.from_numpy(d).to(device) for d in draws]
+    if denoiser is not None:
+        clean_t = clean_t.to(device)
     for epoch in range(config.epochs):
-        data = torch.from_numpy(draws[epoch % len(draws)])
+        data = draws_t[epoch % len(draws_t)]
         net.train()
         if denoiser is not None:
             denoiser.train()
@@ -107,10 +112,11 @@ def fit_classnet(x, labels: np.ndarray, n_classes: int, reid: bool,
                        if len(order[k:k + config.batch]) > 1]
         total = 0.0
         for idx in batches:
-            xb = data[idx].to(device)
+            idx_t = torch.from_numpy(np.asarray(idx)).to(device)
+            xb = data[idx_t]
             c = xb.shape[1]
             if denoiser is not None:  # the same augmentation for the pair
-                xb = torch.cat((xb, clean_t[idx].to(device)), 1)
+                xb = torch.cat((xb, clean_t[idx_t]), 1)
             if config.augment:
                 xb = augment(xb, gen)
                 if reid and config.reid_flip:

@@ -72,5 +72,6 @@ def anonymized_clips(anon: torch.nn.Module, windows: np.ndarray, clip_bins: int 
 
 def clean_clips(windows: np.ndarray, clip_bins: int = 5, batch: int = 64) -> np.ndarray:
     """(N, n_windows, C, H, W) uint8 -> (N, 2 * clip_bins, H, W) float32 clean clips."""
-    return torch.cat([compose_clips(torch.from_numpy(windows[k:k + batch]).float(), clip_bins)
-                      for k in range(0, len(windows), batch)]).numpy()
+    # np.array: the windows may be a read-only memory map, which torch warns about
+    return torch.cat([compose_clips(torch.from_numpy(np.array(windows[k:k + batch])).float(),
+                                    clip_bins) for k in range(0, len(windows), batch)]).numpy()

@@ -74,6 +74,8 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
         frozen_target = copy.deepcopy(target_net).eval().requires_grad_(False)
     t_all = torch.from_numpy(targets.astype(np.int64))
     i_all = torch.from_numpy(ids.astype(np.int64))
+    if device.type != "cpu":  # uint8 windows fit on a GPU; gathering there saves a copy a step
+        windows = torch.from_numpy(np.ascontiguousarray(windows)).to(device)
     history = []
     for epoch in range(config.epochs):
         for net in (anon, target_net, id_net):
@@ -81,7 +83,9 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
         started, seen = time.time(), 0
         sums = dict.fromkeys(("loss_anon", "loss_target", "loss_id", "event_rate_ratio"), 0.0)
         for idx in identity_batches(ids, config.per_id, config.batch, rng):
-            x = _augment_clip_windows(torch.from_numpy(windows[idx]).to(device).float(), gen)
+            batch = windows[torch.from_numpy(idx).to(device)] if torch.is_tensor(windows) \
+                else torch.from_numpy(windows[idx]).to(device)
+            x = _augment_clip_windows(batch.float(), gen)
             target, identity = t_all[idx].to(device), i_all[idx].to(device)
             clean = compose_clips(x, config.clip_bins)
             seen_clip = compose_clips(anonymize_windows(anon, x, straight_through=True),

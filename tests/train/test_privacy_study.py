@@ -128,13 +128,68 @@ def _result(clean_t, weights):
 
 
 def test_the_shipped_weight_is_judged_by_the_post_trained_target_net():
-    from train.privacy_report import choose_weight
+    from train.privacy_report import choose_variant
 
     # weight 1: attacker 0.40 (-56%), pipeline target 0.50 but post-trained 0.85 (-5 points)
     # weight 3: attacker 0.30 (-67%), post-trained 0.70 (-20 points)
     results = [_result(0.90, {1.0: (0.40, 0.50, 0.85), 3.0: (0.30, 0.40, 0.70)})]
-    assert choose_weight(results, [1.0, 3.0]) == 1.0
+    assert choose_variant(results, ["1.0", "3.0"]) == "1.0"
     # without post-training rows (an old results.json) the pipeline's target net decides:
     # neither weight keeps the gesture, so the one that keeps it best ships
     old = [_result(0.90, {1.0: (0.40, 0.50, None), 3.0: (0.30, 0.60, None)})]
-    assert choose_weight(old, [1.0, 3.0]) == 3.0
+    assert choose_variant(old, ["1.0", "3.0"]) == "3.0"
+    # none keeps the gesture: the best gesture among those that hold the privacy bar ships,
+    # not a weaker anonymizer that keeps the gesture better
+    none = [_result(0.90, {0.1: (0.80, 0.85, 0.78), 0.3: (0.44, 0.60, 0.73),
+                           1.0: (0.34, 0.50, 0.62)})]
+    assert choose_variant(none, ["0.1", "0.3", "1.0"]) == "0.3"
+    # among those that keep the gesture, the most private
+    both = [_result(0.90, {0.3: (0.44, 0.80, 0.86), 1.0: (0.34, 0.70, 0.85)})]
+    assert choose_variant(both, ["0.3", "1.0"]) == "1.0"
+
+
+def test_a_run_stopped_at_a_time_limit_is_reported_from_what_it_finished(tmp_path):
+    """Every job rewrites its row after each step; --render reports a run that never wrote
+    results.json, says which attackers ran, and --averaging-only fills in what was missing."""
+    from train.privacy_report import main
+
+    data, out = tmp_path / "data", tmp_path / "report.md"
+    args = ["--tiny", "--data", str(data), "--out", str(out), "--real", str(tmp_path / "none"),
+            "--reid-weights", "1"]
+    assert main(args) == 0
+    # as a run killed before its last attacker and its temporal averaging leaves it
+    (data / "results.json").unlink()
+    row_file = data / "seed0" / "rows" / "1.0.json"
+    row = json.loads(row_file.read_text())
+    assert list(row["attackers"])[0] == "from clean + denoiser"  # the strongest kinds first
+    del row["attackers"]["scratch"], row["averaging"]
+    row_file.write_text(json.dumps(row))
+    out.unlink()
+    assert main(args + ["--render"]) == 0
+    text = out.read_text()
+    assert "The run stopped before every job had finished" in text
+    assert "5 of 6 ran" in text and "fresh attacker scratch |" not in text
+    assert "Not measured for this variant" in text
+    assert main(args + ["--averaging-only"]) == 0
+    assert (data / "seed0" / "rows" / "1.0.averaging.json").is_file()
+    assert main(args + ["--render"]) == 0
+    text = out.read_text()
+    assert "Not measured for this variant" not in text and "| 0.5 s |" in text
+
+
+def test_render_of_a_run_with_no_finished_variant_is_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "seed0").mkdir()
+    (tmp_path / "run.json").write_text(json.dumps({
+        "args": {"size": 32, "users": 4, "test_users": 2, "seeds": [0], "epochs": 1,
+                 "pipeline_epochs": 1, "reid_weights": [1.0], "noise_budget": 3.0,
+                 "draws": 1, "device": "cpu", "tiny": True},
+        "command": "x", "device": "y", "started": 0}))
+    done = subprocess.run([sys.executable, "-m", "train.privacy_report", "--render", "--data",
+                           str(tmp_path), "--out", str(tmp_path / "r.md")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no variant has finished" in lines[0], done.stderr
