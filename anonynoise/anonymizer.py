@@ -4,8 +4,9 @@ events -> count tensor (represent.py) -> anonymizer net under inference mode -> 
 check -> events sampled back (represent.py). It fails closed: a window whose anonymization
 fails for any reason (non-finite output, out of memory, an exception in the net) is refused
 with AnonymizationRefused and counted; nothing of it is returned. The noise comes from OS
-entropy: the torch generator is reseeded from os.urandom for every window (a default
-torch.Generator starts from a public constant), and the event sampler draws its own seed.
+entropy: the torch generators (one per thread that draws noise) are reseeded from os.urandom
+for every window (a default torch.Generator starts from a public constant), and the event
+sampler draws its own seed.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from anonynoise.checkpoint import Checkpoint, CheckpointError, Representation, l
 from anonynoise.errors import AnonyNoiseError
 from anonynoise.events import EventBatch
 from anonynoise.models import ANONYMIZER_KINDS
+from anonynoise.models.noise import noise_generators
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +121,9 @@ class Anonymizer:
         if self.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         self._seed = seed
-        self._generator = torch.Generator(device=self.device)
-        self._lock = threading.Lock()  # one generator and one counter set per instance
+        # one generator per thread that draws a part of a window's noise (fill_normal)
+        self._generators = noise_generators(min(torch.get_num_threads(), 4), self.device)
+        self._lock = threading.Lock()  # one generator set and one counter set per instance
         self.max_events = int(max_events)
         if max_event_ratio is not None and not max_event_ratio > 0:
             raise ValueError(f"max_event_ratio must be positive, got {max_event_ratio}")
@@ -157,10 +160,11 @@ class Anonymizer:
             self.windows, self.refused = windows, refused
 
     def _reseed(self) -> None:
-        if self._seed is None:
-            self._generator.manual_seed(int.from_bytes(os.urandom(8), "little"))
-        else:
-            self._generator.manual_seed(self._seed + self.windows)
+        for k, generator in enumerate(self._generators):
+            if self._seed is None:
+                generator.manual_seed(int.from_bytes(os.urandom(8), "little"))
+            else:
+                generator.manual_seed((self._seed + self.windows + (k << 40)) % 2 ** 63)
 
     def anonymize_tensor(self, counts: np.ndarray) -> np.ndarray:
         """The net's output for one (bins, 2, H, W) float32 count tensor; raises
@@ -173,7 +177,7 @@ class Anonymizer:
                 if self.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 with torch.inference_mode():
-                    y = cap_event_rate(self.net(x, generator=self._generator), x,
+                    y = cap_event_rate(self.net(x, generator=self._generators), x,
                                        self.max_event_ratio)
                     finite = bool(torch.isfinite(y).all())
                 if not finite:

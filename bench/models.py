@@ -3,8 +3,9 @@
     python bench/models.py             # the full table (under two minutes)
     python bench/models.py --tiny      # small sizes, to check the script still works
 
-Each row is one forward pass as the runtime makes it (noise drawn, net, x + s * n), median of
-repeated runs under inference mode, for 1 and 2 threads, NCHW (eager) and channels_last.
+Each row is one forward pass as the runtime makes it (noise drawn by one generator per thread,
+net, x + s * n), median of repeated runs under inference mode, for 1 and 2 threads, NCHW (eager)
+and channels_last.
 Targets for the light net (the foundation of the product's real-time path on this 2-core
 machine): <= 5 ms at 1x10x128x128 and <= 40 ms at 1x10x480x640, 2 threads.
 """
@@ -23,6 +24,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from anonynoise.checkpoint import load_checkpoint  # noqa: E402
 from anonynoise.models import ANONYMIZER_KINDS, PaperAnonNet  # noqa: E402
+from anonynoise.models.noise import noise_generators  # noqa: E402
 from anonynoise.offline import default_model  # noqa: E402
 
 SIZES = [(128, 128), (260, 346), (480, 640)]
@@ -30,13 +32,17 @@ TARGETS_MS = {(128, 128): 5.0, (480, 640): 40.0}
 
 
 def latency_ms(net, x, repeats, warmup=2):
+    # the runtime's noise generators: one per thread, each drawing part of the window's noise
+    generators = noise_generators(torch.get_num_threads())
+    for g in generators:
+        g.manual_seed(int.from_bytes(os.urandom(8), "little"))
     with torch.inference_mode():
         for _ in range(warmup):
-            net(x)
+            net(x, generator=generators)
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            net(x)
+            net(x, generator=generators)
             times.append(time.perf_counter() - t0)
     return statistics.median(times) * 1e3
 

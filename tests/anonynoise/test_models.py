@@ -126,3 +126,54 @@ def test_build_model_by_kind():
     assert isinstance(net, LightAnonNet) and net.arch()["width"] == 8
     with pytest.raises(ValueError, match="unknown model kind"):
         build_model("unet", {})
+
+
+@pytest.mark.parametrize("inference", [False, True])
+def test_several_generators_draw_parts_of_a_large_window_in_parallel(inference):
+    from anonynoise.models.noise import PARALLEL_NOISE_MIN, fill_normal, noise_generators
+
+    n = 2 * PARALLEL_NOISE_MIN + 7  # large enough for the parallel path, parts of unequal size
+
+    def draw(seeds):
+        gens = noise_generators(len(seeds))
+        for g, s in zip(gens, seeds):
+            g.manual_seed(s)
+        with torch.inference_mode(inference):
+            return fill_normal(torch.empty(n), 0.5, gens).clone()
+
+    a, b = draw([1, 2]), draw([1, 2])
+    assert torch.equal(a, b)  # the seeds decide, not the threads' timing
+    # each part is its generator's own stream: part 0 is what generator 1 alone draws first
+    alone = torch.empty(n - n // 2).normal_(0.0, 0.5, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a[: len(alone)], alone)
+    assert not torch.equal(a, draw([1, 3]))
+    assert abs(float(a.mean())) < 0.005 and abs(float(a.std()) - 0.5) < 0.005
+    # a small tensor is drawn by the first generator alone
+    small = fill_normal(torch.empty(100), 1.0, noise_generators(2))
+    assert torch.isfinite(small).all()
+
+
+def test_the_runtime_draws_a_vga_window_with_one_generator_per_thread(tmp_path):
+    """A 640x480 window (3 M noise values, the parallel path) under inference mode, as the
+    runtime runs it; a fixed seed reproduces it."""
+    import numpy as np
+
+    from anonynoise.anonymizer import Anonymizer
+    from anonynoise.checkpoint import Representation, save_checkpoint
+
+    torch.manual_seed(0)
+    path = tmp_path / "light.pt"
+    save_checkpoint(path, LightAnonNet(10), Representation(bins=5, polarities=2, width=640,
+                                                            height=480, window_us=50_000))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        counts = np.random.default_rng(0).poisson(0.2, (5, 2, 480, 640)).astype(np.float32)
+        a = Anonymizer(path, "cpu", seed=5, allow_weak=True)
+        b = Anonymizer(path, "cpu", seed=5, allow_weak=True)
+        assert len(a._generators) == 2
+        ya, yb = a.anonymize_tensor(counts), b.anonymize_tensor(counts)
+        assert np.array_equal(ya, yb) and np.isfinite(ya).all()
+        assert not np.array_equal(ya, a.anonymize_tensor(counts))  # the next window's noise
+    finally:
+        torch.set_num_threads(previous)
