@@ -1,0 +1,346 @@
+"""The privacy study's trainings, one job at a time: what train.privacy_report runs.
+
+    study_clean      a seed's clean gesture and Re-ID nets (the baseline), saved for the rest
+    study_variant    one anonymizer of the sweep on one seed: pipeline, post-trained gesture
+                     net, fresh attackers, temporal averaging; its row rewritten step by step
+    study_averaging  temporal averaging alone, for anonymizers a stopped run saved
+    collect          a seed's results from what its jobs wrote
+
+Everything works on the stream's 50 ms windows of the synthetic benchmark, anonymized per
+window with fresh noise through the events round trip, and judged on the clips a consumer
+re-bins from them (train.clips).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import sys
+from dataclasses import asdict, astuple, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from anonynoise.checkpoint import Representation, load_checkpoint, save_checkpoint
+from anonynoise.events import from_dvsgesture_array
+from anonynoise.models import ClassNet, LightAnonNet
+from anonynoise.models.denoise import DenoiseNet
+from anonynoise.synth.dataset import DatasetConfig
+from train.classify import FitConfig, fit_classnet, reid_accuracy, target_accuracy
+from train.clips import anonymize_windows, clean_clips, compose_clips, recording_windows
+from train.composite import CompositeConfig, train_composite
+from train.datasets.dvsgesture import read_recording, scan, sensor_size
+from train.synth_check import dataset
+
+log = logging.getLogger(__name__)
+WINDOW_MS = 50  # the stream's default window (stream.cli)
+BINS = 5
+# the kinds of fresh attacker, the strongest seen first (a run stopped early keeps those)
+ATTACKERS = [("from clean", "clean"), ("from adversary", "adversary"), ("scratch", None)]
+
+
+@dataclass
+class StudyConfig:
+    data: DatasetConfig = field(default_factory=DatasetConfig)
+    clip_s: float = 3.0
+    long_s: float = 6.0
+    fit: FitConfig = field(default_factory=FitConfig)
+    pipeline: CompositeConfig = field(default_factory=CompositeConfig)
+    reid_weights: tuple[float, ...] = (0.3, 1.0)
+    clean_target_weights: tuple[float, ...] = (0.0, 1.0)
+    full_table: bool = True     # every variant gets every attacker (else the first only)
+    draws: int = 2              # anonymized copies of the training set for the attackers
+    anon_width: int = 8
+    anon_form: str = "mean_scale"
+    denoise_width: int = 32     # the reference's DnCNN is 128 wide and 15 deep
+    denoise_depth: int = 5
+
+    @property
+    def variants(self) -> list["Variant"]:
+        return [Variant(w, c) for c in self.clean_target_weights for w in self.reid_weights]
+
+    @property
+    def clip_windows(self) -> int:
+        return int(round(self.clip_s * 1000 / WINDOW_MS))
+
+    @property
+    def long_windows(self) -> int:
+        return int(round(self.long_s * 1000 / WINDOW_MS))
+
+
+def load_windows(root: Path, split: str, n_windows: int):
+    """(N, n_windows, 2 * BINS, H, W) uint8 windows of every recording of a split, and the
+    recordings (sorted as scan sorts them)."""
+    recordings = scan(root, split)
+    sensor = sensor_size(root)
+    windows = np.stack([recording_windows(from_dvsgesture_array(read_recording(r.path), sensor),
+                                          WINDOW_MS * 1000, n_windows, BINS)
+                        for r in recordings])
+    return windows, recordings
+
+
+@torch.no_grad()
+def anonymized_spans(anon, windows: np.ndarray, spans: list[int], clip_bins: int = BINS,
+                     batch: int = 8, device: str = "cpu") -> dict[int, np.ndarray]:
+    """One anonymization pass over the windows (fresh noise each), re-binned into clips of
+    the first `span` windows for every span, scaled to the count level of the first span."""
+    anon.eval()
+    out: dict[int, list] = {s: [] for s in spans}
+    for k in range(0, len(windows), batch):
+        x = anonymize_windows(anon, torch.from_numpy(np.array(windows[k:k + batch]))
+                              .to(device).float())
+        for s in spans:
+            out[s].append((compose_clips(x[:, :s], clip_bins) * (spans[0] / s)).cpu())
+    return {s: torch.cat(v).numpy() for s, v in out.items()}
+
+
+def clean_spans(windows: np.ndarray, spans: list[int]) -> dict[int, np.ndarray]:
+    return {s: clean_clips(windows[:, :s]) * (spans[0] / s) for s in spans}
+
+
+def _mass(x: np.ndarray) -> float:
+    return float(np.clip(x, 0, None).sum())
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One anonymizer training of the sweep: the Re-ID term's weight and the frozen clean
+    target net's weight in the anonymizer's loss."""
+    reid_weight: float
+    clean_target_weight: float = 0.0
+
+    @property
+    def key(self) -> str:  # results.json's key (a bare weight, as before the sweep had two)
+        w = str(float(self.reid_weight))
+        return w if not self.clean_target_weight else f"{w}+clean{float(self.clean_target_weight)}"
+
+    @property
+    def label(self) -> str:
+        return f"Re-ID weight {self.reid_weight:g}" + (
+            f", clean target weight {self.clean_target_weight:g}"
+            if self.clean_target_weight else "")
+
+    @classmethod
+    def from_key(cls, key: str) -> "Variant":
+        w, _, c = key.partition("+clean")
+        return cls(float(w), float(c) if c else 0.0)
+
+
+def _seed_data(config: StudyConfig, data_dir: Path, seed_dir: Path) -> dict:
+    """A seed's windows and labels. The windows are cached as .npy in seed_dir and opened
+    memory-mapped, so the jobs of one seed share one copy in the page cache."""
+    root = dataset(data_dir, config.data)
+    seed_dir.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for split in ("train", "test"):
+        cache = seed_dir / f"{split}-windows.npy"
+        recordings = scan(root, split)
+        if not cache.is_file():
+            windows, _ = load_windows(root, split, config.long_windows)
+            part = cache.with_suffix(".partial.npy")
+            np.save(part, windows)
+            part.replace(cache)
+        out[split] = np.load(cache, mmap_mode="r"), recordings
+    train_w, rec_train = out["train"]
+    test_w, rec_test = out["test"]
+    users = sorted({r.user for r in rec_train})
+    first_session = {}
+    for r in rec_test:
+        first_session.setdefault(r.user, r.lighting)
+    return {"train_w": train_w, "test_w": test_w, "users": users,
+            "t_train": np.array([r.target for r in rec_train]),
+            "t_test": np.array([r.target for r in rec_test]),
+            "u_test": np.array([r.user for r in rec_test]),
+            "id_train": np.array([users.index(r.user) for r in rec_train]),
+            "query": np.array([r.lighting == first_session[r.user] for r in rec_test]),
+            "files": np.arange(len(rec_test))}
+
+
+def _spans(config: StudyConfig) -> list[int]:
+    n_clip = config.clip_windows
+    spans = [int(round(s * 1000 / WINDOW_MS)) for s in range(1, int(config.long_s) + 1)]
+    return [n_clip] + [s for s in spans if s != n_clip]
+
+
+def _reid(d: dict, net, x, device, front=None) -> dict:
+    return reid_accuracy(net, x, d["u_test"], d["files"], d["t_test"], d["query"], device,
+                         front=front).as_dict()
+
+
+def write_json(path: Path, value) -> None:
+    part = path.with_suffix(".partial")
+    part.write_text(json.dumps(value, indent=1))
+    part.replace(path)  # a run stopped mid-write leaves the last complete version
+
+
+def study_clean(config: StudyConfig, data_dir: Path, seed_dir: Path) -> dict:
+    """A seed's baseline: clean target and Re-ID nets (saved for the variants' jobs) and
+    their numbers (seed_dir/clean.json)."""
+    seed, device = config.data.seed, config.fit.device
+    d = _seed_data(config, data_dir, seed_dir)
+    n_clip = config.clip_windows
+    fit = replace(config.fit, seed=seed)
+    clean_train = clean_clips(d["train_w"][:, :n_clip])
+    clean_test = clean_clips(d["test_w"][:, :n_clip])
+    log.info("seed %d: %d train / %d test recordings, %s", seed, len(d["t_train"]),
+             len(d["t_test"]), d["train_w"].shape[1:])
+    target_clean = fit_classnet(clean_train, d["t_train"], 11, False, fit)
+    reid_clean = fit_classnet(clean_train, d["id_train"], len(d["users"]), True, fit)
+    clean = {"target_top1": target_accuracy(target_clean, clean_test, d["t_test"], device),
+             **_reid(d, reid_clean, clean_test, device)}
+    clean["averaging"] = {str(s): _reid(d, reid_clean, c, device)["rank1"]
+                          for s, c in clean_spans(d["test_w"], _spans(config)).items()}
+    torch.save({"target": target_clean.cpu().state_dict(), "reid": reid_clean.cpu().state_dict(),
+                "n_ids": len(d["users"])}, seed_dir / "clean-nets.pt")
+    write_json(seed_dir / "clean.json", clean)
+    log.info("seed %d clean: %s", seed, json.dumps(clean))
+    return clean
+
+
+def study_variant(config: StudyConfig, data_dir: Path, seed_dir: Path, variant: Variant,
+                  main: bool = True) -> dict:
+    """One anonymizer of the sweep on one seed, from that seed's clean nets: the pipeline,
+    the post-trained target net, the fresh attackers (strongest kinds first) and temporal
+    averaging. The row is rewritten to seed_dir/rows/<key>.json after every step, so a run
+    stopped at a time limit keeps what it finished."""
+    seed, device = config.data.seed, config.fit.device
+    d = _seed_data(config, data_dir, seed_dir)
+    n_clip = config.clip_windows
+    train_w, test_w = d["train_w"], d["test_w"]
+    fit = replace(config.fit, seed=seed)
+    saved = torch.load(seed_dir / "clean-nets.pt", map_location="cpu")
+    target_clean = ClassNet(config.fit.network, 11, 2 * BINS)
+    target_clean.load_state_dict(saved["target"])
+    reid_clean = ClassNet(config.fit.network, saved["n_ids"], 2 * BINS)
+    reid_clean.load_state_dict(saved["reid"])
+    target_clean, reid_clean = target_clean.to(device).eval(), reid_clean.to(device).eval()
+    clean_train = clean_clips(train_w[:, :n_clip])
+    clean_test = clean_clips(test_w[:, :n_clip])
+    row_file = seed_dir / "rows" / f"{variant.key}.json"
+    row_file.parent.mkdir(parents=True, exist_ok=True)
+    tag = f"seed {seed} {variant.label}"
+
+    torch.manual_seed(seed)
+    anon = LightAnonNet(2 * BINS, form=config.anon_form, width=config.anon_width)
+    target_net, adversary = copy.deepcopy(target_clean), copy.deepcopy(reid_clean)
+    history = train_composite(anon, target_net, adversary, train_w[:, :n_clip], d["t_train"],
+                              d["id_train"], replace(
+                                  config.pipeline, reid_weight=variant.reid_weight,
+                                  clean_target_weight=variant.clean_target_weight, seed=seed,
+                                  device=device))
+    spans = _spans(config)
+    test_spans = anonymized_spans(anon, test_w, spans if main else [n_clip], device=device)
+    anon_test = test_spans[n_clip]
+    row = {"variant": asdict(variant), "pipeline": history[-1],
+           "event_rate_ratio": _mass(anon_test) / _mass(clean_test),
+           "target_top1_pipeline": target_accuracy(target_net, anon_test, d["t_test"], device),
+           "target_top1_clean_net": target_accuracy(target_clean, anon_test, d["t_test"], device),
+           "adversary": _reid(d, adversary, anon_test, device), "attackers": {}}
+    _save_anonymizer(anon, seed_dir / f"anonymizer-{variant.key}.pt", config, variant, row)
+    write_json(row_file, row)
+    draws = [anonymized_spans(anon, train_w[:, :n_clip], [n_clip], device=device)[n_clip]
+             for _ in range(config.draws)]
+    # the reference's post-training of the target: from the pipeline's last target net, on
+    # anonymized clips, as long as every other ClassNet; what a consumer would deploy
+    target_post = fit_classnet(draws, d["t_train"], 11, False, fit, init=target_net)
+    row["target_top1_post"] = target_accuracy(target_post, anon_test, d["t_test"], device)
+    write_json(row_file, row)
+    log.info("%s target post-trained: %.3f", tag, row["target_top1_post"])
+    inits = {"clean": reid_clean, "adversary": adversary}
+    kinds = [(name, init, dn) for name, init in ATTACKERS for dn in (True, False)] if main \
+        else [("from clean", "clean", True)]
+    for name, init, with_denoiser in kinds:
+        label = name + (" + denoiser" if with_denoiser else "")
+        denoiser = DenoiseNet(2 * BINS, config.denoise_width, config.denoise_depth) \
+            if with_denoiser else None
+        out = fit_classnet(draws, d["id_train"], len(d["users"]), True, fit,
+                           init=inits.get(init), denoiser=denoiser, clean=clean_train)
+        net, front = out if with_denoiser else (out, None)
+        row["attackers"][label] = _reid(d, net, anon_test, device, front)
+        if label == "from clean":
+            attacker_clip = net
+        write_json(row_file, row)
+        log.info("%s %s: %s", tag, label, json.dumps(row["attackers"][label]))
+    if main:
+        row["averaging"] = _temporal_averaging(config, d, anon, reid_clean, attacker_clip,
+                                               test_spans, fit)
+        write_json(row_file, row)
+    log.info("%s: %s", tag, json.dumps(row))
+    return row
+
+
+def _temporal_averaging(config: StudyConfig, d: dict, anon, reid_clean, attacker_clip,
+                        test_spans: dict, fit: FitConfig) -> dict:
+    """The noise is fresh in every window, so re-binning longer spans averages it out:
+    rank-1 over 1 to 6 s of stream of the 3 s attacker, and of one trained on 6 s."""
+    device, n_long = fit.device, config.long_windows
+    out = {f"attacker {config.clip_s:g} s": {
+        str(s): _reid(d, attacker_clip, c, device)["rank1"] for s, c in test_spans.items()}}
+    long_draws = [anonymized_spans(anon, d["train_w"], [n_long], device=device)[n_long]
+                  for _ in range(config.draws)]
+    attacker_long = fit_classnet(long_draws, d["id_train"], len(d["users"]), True, fit,
+                                 init=reid_clean)
+    out[f"attacker {config.long_s:g} s"] = {
+        str(s): _reid(d, attacker_long, c, device)["rank1"] for s, c in test_spans.items()}
+    return out
+
+
+def study_averaging(config: StudyConfig, data_dir: Path, seed_dir: Path,
+                    variants: list[Variant]) -> None:
+    """Temporal averaging alone, for anonymizers a stopped run saved (seed_dir/anonymizer-
+    <key>.pt): the clean Re-ID net and the 3 s attacker from it are trained again (same
+    recipe, new noise draws); written to seed_dir/rows/<key>.averaging.json, which collect
+    merges into the row."""
+    seed, device = config.data.seed, config.fit.device
+    d = _seed_data(config, data_dir, seed_dir)
+    n_clip = config.clip_windows
+    fit = replace(config.fit, seed=seed)
+    reid_clean = fit_classnet(clean_clips(d["train_w"][:, :n_clip]), d["id_train"],
+                              len(d["users"]), True, fit)
+    for variant in variants:
+        anon = load_checkpoint(seed_dir / f"anonymizer-{variant.key}.pt").build(device)
+        test_spans = anonymized_spans(anon, d["test_w"], _spans(config), device=device)
+        draws = [anonymized_spans(anon, d["train_w"][:, :n_clip], [n_clip], device=device)
+                 [n_clip] for _ in range(config.draws)]
+        attacker_clip = fit_classnet(draws, d["id_train"], len(d["users"]), True, fit,
+                                     init=reid_clean)
+        averaging = _temporal_averaging(config, d, anon, reid_clean, attacker_clip,
+                                        test_spans, fit)
+        (seed_dir / "rows").mkdir(parents=True, exist_ok=True)
+        write_json(seed_dir / "rows" / f"{variant.key}.averaging.json", averaging)
+        log.info("seed %d %s averaging: %s", seed, variant.label, json.dumps(averaging))
+
+
+def collect(seed_dir: Path, seed: int) -> dict | None:
+    """A seed's results from what its jobs wrote (None before its clean nets are done)."""
+    if not (seed_dir / "clean.json").is_file():
+        return None
+    files = sorted((f for f in (seed_dir / "rows").glob("*.json")
+                    if not f.name.endswith(".averaging.json")),
+                   key=lambda f: astuple(Variant.from_key(f.stem)))
+    rows = {f.stem: json.loads(f.read_text()) for f in files}
+    for key, row in rows.items():
+        separate = seed_dir / "rows" / f"{key}.averaging.json"
+        if "averaging" not in row and separate.is_file():
+            row["averaging"] = json.loads(separate.read_text())
+    return {"seed": seed, "clean": json.loads((seed_dir / "clean.json").read_text()),
+            "weights": rows}
+
+
+def _save_anonymizer(anon, path: Path, config: StudyConfig, variant: Variant,
+                     row: dict) -> None:
+    rep = Representation(bins=BINS, polarities=2, width=None, height=None,
+                         window_us=WINDOW_MS * 1000)
+    record = {"stage": "privacy_report", "trained_on": "synthetic people only",
+              "command": "python -m " + " ".join(["train.privacy_report", *sys.argv[1:]]),
+              "reid_weight": variant.reid_weight,
+              "clean_target_weight": variant.clean_target_weight,
+              "config": json.loads(json.dumps(asdict(config), default=str)),
+              "metrics": {"event_rate_ratio": row["event_rate_ratio"],
+                          "target_top1_pipeline": row["target_top1_pipeline"],
+                          "adversary_rank1": row["adversary"]["rank1"]}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(path, copy.deepcopy(anon).cpu(), rep, record)
+    log.info("saved %s", path)
