@@ -131,13 +131,14 @@ def _preposttrain(args: Namespace, procs: Processes) -> dict:
     metric_name = "val_target_top1" if task else "reid_rank1"
 
     def evaluate() -> dict:
-        prepare = lambda x: x  # noqa: E731
         if post:
             model.eval()
 
-            def prepare(x):
-                x = model.anonymize(x)
-                return model.denoisenet(x) if model.denoisenet is not None else x
+        def prepare(x):
+            if not post:
+                return x
+            x = model.anonymize(x)
+            return model.denoisenet(x) if model.denoisenet is not None else x
         if task:
             return {"val_target_top1": target_top1(classnet, bench.val, prepare,
                                                    args.batch_size, procs.device)}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from anonynoise.synth.figure import BOX, CAPSULE, ELLIPSE, SKIP
+from anonynoise.synth.figure import CAPSULE, ELLIPSE, SKIP
 
 MIN_GREY = 0.02
 

@@ -5,7 +5,7 @@ import tonic
 import torch
 
 from anonynoise.errors import AnonyNoiseError
-from anonynoise.events import make_events, to_dvsgesture_array, to_structured
+from anonynoise.events import make_events, to_dvsgesture_array
 from train.datasets.dvsgesture import load_split, scan, whole_sample_frames
 
 
