@@ -12,6 +12,8 @@ import collections
 import functools
 import os
 import re
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -429,7 +431,7 @@ class NumpyReader(EventReader):
                 events, source = self._load_npy(caller)
         except AnonyNoiseError as e:
             raise AnonyNoiseError(f"{self.path}: {e}") from None
-        except (ValueError, OSError, EOFError) as e:
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
             reason = first_line(e, 160)
             if "pickled" in reason:  # numpy's fallback for anything that is not .npy / .npz
                 reason = "not NumPy data, or it holds Python objects"

@@ -9,7 +9,7 @@ import pytest
 
 from anonynoise.events import make_events
 from anonynoise.examples import clustered_stream
-from anonynoise.io import read_events, save_npy, write_events
+from anonynoise.io import read_events, save_npy, save_npz, write_events
 
 
 def run_cli(*args, cwd=None):
@@ -65,6 +65,9 @@ def broken(tmp_path):
     np.save(tmp_path / "outside.npy", arr)
     arr["t"], arr["x"] = [5, 2, 9], [0, 1, 2]
     np.save(tmp_path / "decreasing.npy", arr)
+    save_npz(tmp_path / "whole.npz", clustered_stream(64, 48, duration_s=0.1, seed=1))
+    whole = (tmp_path / "whole.npz").read_bytes()
+    (tmp_path / "truncated.npz").write_bytes(whole[: len(whole) // 2])
     return tmp_path
 
 
@@ -72,6 +75,7 @@ def broken(tmp_path):
     ("missing.aedat4", [], ["missing.aedat4: no such file"]),
     ("text.aedat4", [], ["text.aedat4: not an AEDAT 4 file"]),
     ("truncated.aedat4", [], ["truncated.aedat4", "truncated or corrupt"]),
+    ("truncated.npz", [], ["truncated.npz", "not a readable NumPy file"]),
     ("outside.npy", ["--sensor", "346x260"], ["x=400", "outside the 346x260 sensor"]),
     ("decreasing.npy", ["--sensor", "346x260"], ["timestamps decrease at event 1"]),
 ])

@@ -256,6 +256,9 @@ def bad_files(tmp_path):
         if data is not None:
             (tmp_path / name).write_bytes(data)
     np.savez(tmp_path / "missing-fields.npz", t=np.arange(3), x=np.zeros(3))
+    np.savez_compressed(tmp_path / "whole.npz", t=np.arange(5000), x=np.zeros(5000))
+    whole = (tmp_path / "whole.npz").read_bytes()
+    (tmp_path / "truncated.npz").write_bytes(whole[: len(whole) // 2])  # no central directory
     return tmp_path
 
 
@@ -271,6 +274,7 @@ def bad_files(tmp_path):
     ("text.npy", "not a readable NumPy file"),
     ("evt4.raw", "unsupported RAW encoding"),
     ("missing-fields.npz", "missing y, p, width, height"),
+    ("truncated.npz", "not a readable NumPy file"),
     ("header-cut.raw", "truncated inside its header"),
     ("header-cut.dat", "truncated inside its header"),
 ])
