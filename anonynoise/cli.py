@@ -158,8 +158,8 @@ def cmd_demo(args) -> int:
           f"{n_in / max(t_fwd, 1e-9) / 1e6:.0f} M events/s, tensor -> events at "
           f"{n_out / max(t_inv, 1e-9) / 1e6:.0f} M events/s, {n_in:,} events in, "
           f"{n_out:,} out")
-    print(f"the resampled stream (no anonymizer model yet: it comes with the method) went to "
-          f"{out_path}:")
+    print(f"the round trip alone (events -> tensor -> events, no anonymizer: `anonynoise "
+          f"anonymize` and anonynoise-stream add the model) went to {out_path}:")
     _print_summary(summarize(str(out_path)))
     return 0
 

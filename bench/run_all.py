@@ -1,7 +1,7 @@
 """Run every benchmark in one go and rewrite docs/benchmarks.md from their output.
 
     python bench/run_all.py            # the full run (several minutes), rewrites docs/benchmarks.md
-    python bench/run_all.py --tiny --out /tmp/b.md   # a smoke run
+    python bench/run_all.py --tiny     # a smoke run (to runs/tiny/benchmarks.md)
 
 Each script prints ours and the peers side by side from one run on this machine; this file adds
 the machine, the versions and what each table measures. GPU numbers cannot be measured here: the
@@ -99,7 +99,8 @@ def gpu_section() -> list[str]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiny", action="store_true")
-    ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    ap.add_argument("--out", default=None,
+                    help="default docs/benchmarks.md (--tiny: runs/tiny/benchmarks.md)")
     args = ap.parse_args(argv)
     import numba
     import numpy
@@ -121,8 +122,11 @@ def main(argv=None) -> int:
         lines += [f"## {title} (`python bench/{script}`, {seconds:.0f} s)", "", what, "",
                   table, ""]
     lines += gpu_section()
-    Path(args.out).write_text("\n".join(lines))
-    print(f"wrote {args.out}")
+    out = Path(args.out or (ROOT / "runs" / "tiny" / "benchmarks.md" if args.tiny
+                            else ROOT / "docs" / "benchmarks.md"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines))
+    print(f"wrote {out}")
     return 1 if failed else 0
 
 

@@ -402,9 +402,11 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=1,
                     help="trainings in parallel (a seed's clean nets, then each variant x seed)")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--data", default="runs/privacy",
-                    help="where benchmarks, results.json and the anonymizers go")
-    ap.add_argument("--out", default="docs/privacy-report.md")
+    ap.add_argument("--data", default=None,
+                    help="where benchmarks, results.json and the anonymizers go (default "
+                         "runs/privacy; --tiny: runs/tiny/privacy)")
+    ap.add_argument("--out", default=None,
+                    help="default docs/privacy-report.md (--tiny: runs/tiny/privacy-report.md)")
     ap.add_argument("--ship", default=None,
                     help="copy the chosen variant's first-seed anonymizer here")
     ap.add_argument("--real", default=str(REAL_DIR), help="real recordings for the event rate")
@@ -420,6 +422,8 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.tiny and args.seeds == [0, 1]:
         args.seeds = [0]
+    if args.data is None:
+        args.data = "runs/tiny/privacy" if args.tiny else "runs/privacy"
     data_dir = Path(args.data)
     results_file = data_dir / "results.json"
     command = ("python -m train.privacy_report " + " ".join(
@@ -491,7 +495,8 @@ def main(argv=None) -> int:
         out_dir = data_dir / "real-out"
         out_dir.mkdir(parents=True, exist_ok=True)
         real = real_rates(shipped, real_dir, out_dir)
-    out = Path(args.out)
+    out = Path(args.out or ("runs/tiny/privacy-report.md" if args.tiny
+                            else "docs/privacy-report.md"))
     write_report(out, out.with_suffix(".png"), config, results, real, seconds, command, key,
                  device, note)
     print(f"wrote {out}")

@@ -200,7 +200,9 @@ def main(argv=None) -> int:
     ap.add_argument("--ablation", action="store_true", help="also run the identity-cue ablation")
     ap.add_argument("--reid-only", action="store_true", help="skip the gesture net (experiments)")
     ap.add_argument("--data", default="runs/synth-check", help="where datasets are cached")
-    ap.add_argument("--out", default="docs/synth-learnability.md")
+    ap.add_argument("--out", default=None,
+                    help="default docs/synth-learnability.md (--tiny: runs/tiny/, so a smoke "
+                         "run never replaces the published report)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--jobs", type=int, default=1,
                     help="trainings in parallel, one thread each (2 on a 2-core machine)")
@@ -236,6 +238,8 @@ def main(argv=None) -> int:
             ablation[name] = main_rows if cues == ALL_CUES else \
                 [next(rest) for _ in args.seeds]
             print(name, json.dumps(ablation[name]), flush=True)
+    if args.out is None:  # a smoke run never replaces the published report
+        args.out = f"{'runs/tiny' if args.tiny else 'docs'}/synth-learnability.md"
     report(Path(args.out), args, config, fit, main_rows, ablation, time.time() - start)
     print(f"wrote {args.out}")
     return 0

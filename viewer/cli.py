@@ -15,6 +15,8 @@ import sys
 from anonynoise.cli import bounded, parse_sensor, run
 from viewer.receiver import DEFAULT_ADDRESS
 
+SCREENSHOT_TIMEOUT_S = 30.0  # with --screenshot and no --timeout
+
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="anonynoise-view", description=__doc__.splitlines()[0])
@@ -31,13 +33,21 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--frames", type=bounded(int, 1, 10**9, "--frames"), default=None,
                     help="exit after drawing this many windows (default 1 with --screenshot)")
     ap.add_argument("--timeout", type=bounded(float, 0.1, 10**6, "--timeout"), default=None,
-                    metavar="S", help="give up (exit 2) when no window arrives for S seconds")
+                    metavar="S", help="give up (exit 2) when no window arrives for S seconds "
+                    f"(default: never; {SCREENSHOT_TIMEOUT_S:g} with --screenshot)")
     ap.add_argument("--stale", type=bounded(float, 0.1, 3600, "--stale"), default=2.0,
                     metavar="S", help='show "waiting for stream" after S seconds of silence '
                                       "(default 2)")
     ap.add_argument("--size", type=parse_sensor, default=(800, 600), metavar="WxH",
                     help="window size in pixels (default 800x600)")
     return ap
+
+
+def screenshot_timeout(args) -> float | None:
+    """A screenshot run (offscreen, unattended) must end even when no stream is there."""
+    if args.timeout is None and args.screenshot:
+        return SCREENSHOT_TIMEOUT_S
+    return args.timeout
 
 
 def _main(argv=None) -> int:
@@ -47,7 +57,7 @@ def _main(argv=None) -> int:
     result = run_viewer(ViewerConfig(
         address=args.address, curve_keys=args.curve_keys, client_name=args.client_name,
         fps=args.fps, stale_s=args.stale, screenshot=args.screenshot, frames=args.frames,
-        timeout_s=args.timeout, size=args.size))
+        timeout_s=screenshot_timeout(args), size=args.size))
     if args.screenshot:
         print(f"wrote {args.screenshot} after {result.frames} frames ({result.windows} windows "
               f"received, {result.lost} lost)")

@@ -65,6 +65,13 @@ def test_synthetic_benchmark_sensor_size_comes_from_its_manifest(tmp_path):
                                                     duration_s=0.3), workers=1)
     frames, recs = load_split(root, "train")
     assert frames.shape == (11, 10, 32, 32) and len(recs) == 11
+    # --dataset synth takes the folder given to `anonynoise synth dataset` or its DVSGesture/
+    from train.datasets import open_dataset
+
+    assert root.name == "DVSGesture"
+    a, b = open_dataset("synth", root), open_dataset("synth", root.parent)
+    assert len(a.train) == len(b.train) == 11
+    assert float(a.train[0][0].sum()) == float(b.train[0][0].sum())
 
 
 def write_split(root, split, users, lightings=("lab", "led"), classes=range(3), n=400, seed=0):

@@ -440,3 +440,12 @@ def test_the_qt_binding_is_one_that_does_not_crash(monkeypatch):
     if sys.version_info < (3, 12):
         with pytest.raises(AnonyNoiseError, match="PySide6-Essentials<6.12"):
             check_qt_binding()
+
+
+def test_a_screenshot_run_gives_up_by_itself_when_no_stream_comes():
+    from viewer.cli import SCREENSHOT_TIMEOUT_S, build_parser, screenshot_timeout
+
+    parse = build_parser().parse_args
+    assert screenshot_timeout(parse(["--screenshot", "x.png"])) == SCREENSHOT_TIMEOUT_S
+    assert screenshot_timeout(parse(["--screenshot", "x.png", "--timeout", "5"])) == 5.0
+    assert screenshot_timeout(parse([])) is None  # a person watching waits as long as they like

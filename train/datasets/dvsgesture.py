@@ -171,6 +171,9 @@ def load_dvsgesture(root: str | os.PathLike, bins: int = 5, window_ms: float | N
                 if name == "synth" else "")
         raise AnonyNoiseError(f"{root}: no such folder (the DVS-Gesture root holds "
                               f"{SPLITS['train']}/ and {SPLITS['test']}/){hint}")
+    if name == "synth" and not (root / MANIFEST).is_file() and \
+            (root / "DVSGesture" / MANIFEST).is_file():
+        root = root / "DVSGesture"  # the folder `anonynoise synth dataset OUT` was given
     if name == "synth" and not (root / MANIFEST).is_file():
         raise AnonyNoiseError(f"{root}: not a synthetic benchmark (no {MANIFEST}); for the real "
                               "DVS-Gesture use --dataset dvsg")
