@@ -109,7 +109,7 @@ class LiveScene:
         return shapes, t + t0
 
     def __iter__(self):
-        start_wall = time.monotonic()
+        start_wall = None
         t0 = 0.0
         pending_events = []
         chunk_end = self.chunk_us
@@ -128,6 +128,11 @@ class LiveScene:
                     pending_events = [batch.slice_time(chunk_end, batch.t[-1] + 1)
                                       if len(batch) else batch]
                     if self.realtime:
+                        if start_wall is None:
+                            # the clock starts with the first chunk, as a camera's does: the
+                            # first segment compiles the renderer and simulator on a fresh
+                            # install (seconds), which must not arrive later as a burst
+                            start_wall = time.monotonic() - chunk_end / 1e6
                         delay = start_wall + chunk_end / 1e6 - time.monotonic()
                         if delay > 0:
                             time.sleep(delay)

@@ -175,6 +175,27 @@ def test_live_scene_paces_in_real_time():
     assert time.monotonic() - start >= 0.15  # ten chunks of 20 ms take about 0.2 s
 
 
+def test_live_scene_clock_starts_with_its_first_chunk():
+    """A slow start (the renderer and simulator compile on a fresh install) must not come out
+    later as a burst of overdue chunks: a live source would drop them."""
+    scene = LiveScene(32, 32, seed=1, chunk_ms=20, realtime=True)
+    run, calls = scene.sim.run, []
+
+    def slow_first(*args):
+        if not calls:
+            time.sleep(0.5)  # 25 chunks' worth
+        calls.append(1)
+        return run(*args)
+
+    scene.sim.run = slow_first
+    it = iter(scene)
+    next(it)
+    start = time.monotonic()
+    for _ in range(10):
+        next(it)
+    assert time.monotonic() - start >= 0.15
+
+
 def test_synth_commands(tmp_path):
     def cli(*args):
         return subprocess.run([sys.executable, "-m", "anonynoise", "synth", *map(str, args)],
