@@ -28,7 +28,9 @@ DEFAULT_PUBLISH = "tcp://127.0.0.1:5555"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="anonynoise-stream", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="anonynoise-stream", description=__doc__.splitlines()[0],
+                                 epilog="anonynoise-stream keys DIR [--clients NAME ...] makes "
+                                        "the CURVE key pairs that --curve-keys DIR reads.")
     src = ap.add_mutually_exclusive_group()
     src.add_argument("--replay", metavar="FILE",
                      help="replay a recording (.aedat4, .raw, .dat, .npy, .npz)")

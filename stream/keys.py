@@ -65,6 +65,13 @@ def start_authenticator(context: zmq.Context, folder: Path):
 def client_keys(folder: str | Path, name: str = "client"):
     """(client public, client secret, server public) for a subscriber."""
     folder = Path(folder)
-    public, secret = _load(folder / "clients" / f"{name}.key_secret", secret=True)
+    if not folder.is_dir():
+        raise AnonyNoiseError(f"{folder}: no such folder (make the keys with "
+                              "`anonynoise-stream keys DIR`)")
+    path = folder / "clients" / f"{name}.key_secret"
+    if not path.is_file():
+        raise AnonyNoiseError(f"{path}: no such key file (a client's keys are made by "
+                              f"`anonynoise-stream keys DIR --clients {name}`)")
+    public, secret = _load(path, secret=True)
     server_public, _ = _load(folder / "server.key", secret=False)
     return public, secret, server_public

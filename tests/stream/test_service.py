@@ -455,3 +455,15 @@ def test_dv_port_of_the_command_serves_network_readers(tmp_path, checkpoint, rea
             if proc.poll() is None:
                 proc.kill()
     assert proc.returncode == 0, err
+
+
+def test_client_keys_name_what_is_missing(tmp_path):
+    from stream.keys import client_keys, make_keys
+
+    with pytest.raises(AnonyNoiseError, match="no such folder .*anonynoise-stream keys DIR"):
+        client_keys(tmp_path / "nowhere")
+    make_keys(tmp_path / "keys", ("alice",))
+    with pytest.raises(AnonyNoiseError, match=r"bob.key_secret: no such key file .*--clients bob"):
+        client_keys(tmp_path / "keys", "bob")
+    public, secret, server = client_keys(tmp_path / "keys", "alice")
+    assert public and secret and server
