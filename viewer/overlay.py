@@ -52,14 +52,15 @@ def overlay_text(state: ReceiverState, now: float, address: str, stale_s: float 
     if state.window is None:
         return f"{WAITING} on {address} ...\nnothing received yet"
     h = state.window.header
-    first = (f"{address}  |  {model_label(h.model)}  |  sensor {h.width}x{h.height}  |  "
-             f"session {h.session[:8]} seq {h.seq}")
+    # three lines of at most about 95 characters: the strip of an 800-pixel window holds them
+    first = f"{address}  |  {model_label(h.model)}  |  sensor {h.width}x{h.height}"
+    where = f"session {h.session[:8]} seq {h.seq}"
     if is_stale(state, now, stale_s):
-        second = f"{WAITING}: nothing for {now - state.received_at:.1f} s"
+        second = f"{where}  |  {WAITING}: nothing for {now - state.received_at:.1f} s"
         return f"{first}\n{second}\n{state.windows} windows so far  |  {dropped_label(state)}"
     age_ms = (now - state.received_at) * 1e3
     window_ms = (h.t_end - h.t_start) / 1e3
-    second = (f"{state.windows_per_s:.1f} windows/s  {_si(state.events_per_s)} events/s  |  "
-              f"latency: age {age_ms:.0f} ms since receipt (no send time on the wire), "
-              f"window {window_ms:g} ms")
-    return f"{first}\n{second}\n{dropped_label(state)}"
+    second = (f"{where}  |  {state.windows_per_s:.1f} windows/s  "
+              f"{_si(state.events_per_s)} events/s  |  age {age_ms:.0f} ms since receipt")
+    third = f"window {window_ms:g} ms, no send time on the wire  |  {dropped_label(state)}"
+    return f"{first}\n{second}\n{third}"
