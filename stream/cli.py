@@ -102,14 +102,17 @@ def make_source(args):
     return SyntheticSource(w, h, realtime=not args.fast)
 
 
-def status_line(s: dict) -> str:
+def status_line(s: dict, final: bool = False) -> str:
     d = s["dropped"]
     lat = "" if s["latency_ms_p50"] is None else \
         f", latency p50 {s['latency_ms_p50']:.1f} ms p99 {s['latency_ms_p99']:.1f} ms"
+    # in the last line, windows cut but never sent (still queued when a signal stopped us)
+    unsent = s["windows_in"] - s["windows_out"] - d["queue"] - d["anonymization"]
     return (f"{s['seconds']:.1f} s: in {s['events_in_per_s'] / 1e6:.2f} M ev/s, out "
             f"{s['events_out_per_s'] / 1e6:.2f} M ev/s, windows {s['windows_out']}/"
             f"{s['windows_in']} (dropped: queue {d['queue']}, anonymization "
-            f"{d['anonymization']}, sink {d['sink']}; burst events cut {d['burst_events']})"
+            f"{d['anonymization']}, sink {d['sink']}; burst events cut {d['burst_events']}"
+            + (f"; {unsent} still queued at the stop" if final and unsent > 0 else "") + ")"
             + lat)
 
 
@@ -189,7 +192,7 @@ def stream_main(args) -> int:
                 log.error("%s", e)
         publisher.close()
     why = f"stopped by {stopped_by[0]}" if stopped_by else "source ended"
-    print(f"anonynoise-stream: {why}: " + status_line(summary)
+    print(f"anonynoise-stream: {why}: " + status_line(summary, final=True)
           + (f"; recorded {args.record}" if args.record else ""), file=sys.stderr)
     return 0
 

@@ -467,3 +467,16 @@ def test_client_keys_name_what_is_missing(tmp_path):
         client_keys(tmp_path / "keys", "bob")
     public, secret, server = client_keys(tmp_path / "keys", "alice")
     assert public and secret and server
+
+
+def test_the_last_status_line_counts_windows_a_stop_left_queued():
+    from stream.cli import status_line
+
+    s = {"seconds": 2.0, "events_in_per_s": 1e6, "events_out_per_s": 2e6, "windows_in": 37,
+         "windows_out": 33, "latency_ms_p50": None, "latency_ms_p99": None,
+         "dropped": {"queue": 2, "anonymization": 1, "sink": 4, "burst_events": 0}}
+    assert "still queued" not in status_line(s)  # while running, one is always in flight
+    assert "windows 33/37" in status_line(s, final=True)
+    assert "; 1 still queued at the stop)" in status_line(s, final=True)
+    s["windows_out"] = 34
+    assert "still queued" not in status_line(s, final=True)  # all accounted for
