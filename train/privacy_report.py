@@ -147,6 +147,16 @@ def _job(job):
     return fn(*args)
 
 
+def _seeds(config: StudyConfig, seeds: list[int], data_dir: Path) -> list[tuple]:
+    """(the seed's config, its folder) for every seed, each benchmark generated first (the
+    generator uses every core by itself)."""
+    out = [(replace(config, data=replace(config.data, seed=s)), data_dir / f"seed{s}")
+           for s in seeds]
+    for seed_config, _ in out:
+        dataset(data_dir, seed_config.data)
+    return out
+
+
 def _run_jobs(jobs: list[tuple], parallel: int) -> list:
     if parallel <= 1:
         return [fn(*args) for fn, args in jobs]
@@ -431,10 +441,7 @@ def main(argv=None) -> int:
     run_file = data_dir / "run.json"
     if args.averaging_only:
         config = study_config(args)
-        seeds = [(replace(config, data=replace(config.data, seed=s)), data_dir / f"seed{s}")
-                 for s in args.seeds]
-        for seed_config, _ in seeds:
-            dataset(data_dir, seed_config.data)
+        seeds = _seeds(config, args.seeds, data_dir)
         _run_jobs([(study_averaging, (c, data_dir, d, config.variants)) for c, d in seeds],
                   args.jobs)
         print(f"temporal averaging written under {data_dir}; report with --render")
@@ -465,11 +472,8 @@ def main(argv=None) -> int:
         data_dir.mkdir(parents=True, exist_ok=True)
         results_file.unlink(missing_ok=True)
         write_json(run_file, {"args": vars(args), "command": command, "device": device,
-                               "started": started})
-        seeds = [(replace(config, data=replace(config.data, seed=s)), data_dir / f"seed{s}")
-                 for s in args.seeds]
-        for seed_config, _ in seeds:  # every benchmark first (this uses all cores by itself)
-            dataset(data_dir, seed_config.data)
+                              "started": started})
+        seeds = _seeds(config, args.seeds, data_dir)
         _run_jobs([(study_clean, (c, data_dir, d)) for c, d in seeds],
                   min(args.jobs, len(seeds)))
         variants = config.variants
@@ -479,7 +483,7 @@ def main(argv=None) -> int:
         seconds = time.time() - started
         note = ""
         write_json(results_file, {"args": vars(args), "results": results, "seconds": seconds,
-                                   "command": command, "device": device})
+                                  "command": command, "device": device})
     keys = complete_keys(results) if results else []
     if not keys:
         raise AnonyNoiseError(f"{data_dir}: no variant has finished on every seed")

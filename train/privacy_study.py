@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from anonynoise.atomic import atomic_output
 from anonynoise.checkpoint import Representation, load_checkpoint, save_checkpoint
 from anonynoise.events import from_dvsgesture_array
 from anonynoise.models import ClassNet, LightAnonNet
@@ -139,9 +140,8 @@ def _seed_data(config: StudyConfig, data_dir: Path, seed_dir: Path) -> dict:
         recordings = scan(root, split)
         if not cache.is_file():
             windows, _ = load_windows(root, split, config.long_windows)
-            part = cache.with_suffix(".partial.npy")
-            np.save(part, windows)
-            part.replace(cache)
+            with atomic_output(cache, ".partial.npy") as part:  # np.save wants the .npy
+                np.save(part, windows)
         out[split] = np.load(cache, mmap_mode="r"), recordings
     train_w, rec_train = out["train"]
     test_w, rec_test = out["test"]
@@ -170,9 +170,8 @@ def _reid(d: dict, net, x, device, front=None) -> dict:
 
 
 def write_json(path: Path, value) -> None:
-    part = path.with_suffix(".partial")
-    part.write_text(json.dumps(value, indent=1))
-    part.replace(path)  # a run stopped mid-write leaves the last complete version
+    with atomic_output(path) as part:  # a run stopped mid-write leaves the last complete one
+        part.write_text(json.dumps(value, indent=1))
 
 
 def study_clean(config: StudyConfig, data_dir: Path, seed_dir: Path) -> dict:
