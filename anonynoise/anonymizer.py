@@ -24,6 +24,7 @@ from anonynoise import represent
 from anonynoise.checkpoint import Checkpoint, CheckpointError, Representation, load_checkpoint
 from anonynoise.errors import AnonyNoiseError
 from anonynoise.events import EventBatch
+from anonynoise.fused import anonymized_output
 from anonynoise.models import ANONYMIZER_KINDS
 from anonynoise.models.noise import noise_generators
 
@@ -177,12 +178,18 @@ class Anonymizer:
                 if self.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 with torch.inference_mode():
-                    y = cap_event_rate(self.net(x, generator=self._generators), x,
-                                       self.max_event_ratio)
-                    finite = bool(torch.isfinite(y).all())
-                if not finite:
+                    if self.device.type == "cpu":  # the output formed in one pass
+                        noise, maps = self.net.noise_and_maps(x, generator=self._generators)
+                        out, non_finite = anonymized_output(x, maps, noise, self.net.form,
+                                                            self.max_event_ratio)
+                    else:
+                        y = cap_event_rate(self.net(x, generator=self._generators), x,
+                                           self.max_event_ratio)
+                        non_finite = not bool(torch.isfinite(y).all())
+                        out = y.to("cpu").contiguous().numpy()
+                if non_finite:
                     raise AnonymizationRefused("the anonymizer returned non-finite values")
-                out = y.to("cpu").contiguous().numpy().reshape(counts.shape)
+                out = out.reshape(counts.shape)
             except AnonymizationRefused:
                 self.refused += 1
                 raise

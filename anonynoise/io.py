@@ -32,11 +32,13 @@ from anonynoise.events import (
     from_dvsgesture_array,
     from_structured,
     make_events,
+    to_packed,
     to_structured,
 )
 
 AEDAT4_MAGIC = b"#!AER-DAT4.0"
-# faery's event layout (its EVENTS_DTYPE): what its AEDAT 4 encoder takes
+# faery's event layout (its EVENTS_DTYPE): what its AEDAT 4 encoder takes. Byte for byte our
+# PACKED_DTYPE where t >= 0 and p is 0 or 1, so packed records are handed over as a view.
 _FAERY_DTYPE = np.dtype([("t", "<u8"), ("x", "<u2"), ("y", "<u2"), ("on", "?")])
 NUMPY_BATCH = 1 << 20  # events per batch when a NumPy file is iterated
 PROPHESEE_CHUNK = 1 << 18  # events per expelliarmus chunk
@@ -235,23 +237,32 @@ class Aedat4Writer:
         if events.sensor_size != (self.width, self.height):
             raise AnonyNoiseError(f"{self.path}: events of a {events.width}x{events.height} "
                                   f"sensor cannot go into a {self.width}x{self.height} file")
-        if not len(events):
+        if len(events):
+            self.write_packed(to_packed(events))
+
+    def write_packed(self, records: np.ndarray) -> None:
+        """Append the packed records (PACKED_DTYPE) of a valid batch of this sensor, as
+        anonynoise.events.to_packed makes them and the stream's sinks receive them."""
+        if self._writer is None:
+            raise AnonyNoiseError(f"{self.path}: writer is closed")
+        if records.dtype != PACKED_DTYPE:
+            raise AnonyNoiseError(f"{self.path}: expected {PACKED_DTYPE} records, got "
+                                  f"{records.dtype}")
+        if not len(records):
             return
-        if self._t_last is not None and events.t[0] < self._t_last:
+        t_first = int(records["t"][0])
+        if self._t_last is not None and t_first < self._t_last:
             raise AnonyNoiseError(f"{self.path}: events must be written in time order "
-                                  f"({self._t_last} -> {events.t[0]} µs)")
-        if events.t[0] < 0:
+                                  f"({self._t_last} -> {t_first} µs)")
+        if t_first < 0:
             raise AnonyNoiseError(f"{self.path}: AEDAT 4 cannot hold negative timestamps "
-                                  f"({events.t[0]} µs)")
-        packed = np.empty(len(events), _FAERY_DTYPE)
-        packed["t"], packed["x"], packed["y"], packed["on"] = (events.t, events.x, events.y,
-                                                               events.p)
+                                  f"({t_first} µs)")
         try:
-            self._writer.write(0, packed)
+            self._writer.write(0, records.view(_FAERY_DTYPE))
         except (RuntimeError, OSError) as e:  # e.g. the disk is full
             raise AnonyNoiseError(f"{self.path}: cannot write: {first_line(e)}") from None
-        self._t_last = int(events.t[-1])
-        self.events_written += len(events)
+        self._t_last = int(records["t"][-1])
+        self.events_written += len(records)
 
     def close(self) -> None:
         """Finish the file and move it into place."""

@@ -23,7 +23,7 @@ import numpy as np
 
 from anonynoise.anonymizer import AnonymizationRefused, Anonymizer
 from anonynoise.errors import AnonyNoiseError
-from anonynoise.events import EventBatch
+from anonynoise.events import empty_events, to_packed
 from stream.protocol import WindowHeader, new_session_id
 from anonynoise.windower import Window, Windower
 
@@ -88,6 +88,7 @@ class Pipeline:
         self._source_error: BaseException | None = None
         self.origin: int | None = None
         self.started = time.monotonic()
+        to_packed(empty_events(source.width, source.height))  # compiled now, not in a window
 
     # -- the source thread ------------------------------------------------------------------
 
@@ -190,18 +191,17 @@ class Pipeline:
             self.counters.dropped["anonymization"] += 1
             return False, str(e)
         events = anonymized.events
-        t_start, t_end = w.t_start, w.t_end
-        if not self.config.absolute_time:
-            t_start, t_end = t_start - self.origin, t_end - self.origin
-            events = EventBatch.trusted(events.t - self.origin, events.x, events.y, events.p,
-                                        events.width, events.height)
-        header = WindowHeader(session=self.session, seq=item.seq, t_start=t_start, t_end=t_end,
-                              width=events.width, height=events.height, events=len(events),
-                              model=self.model, dropped=dict(self.counters.dropped),
+        shift = 0 if self.config.absolute_time else -self.origin
+        # packed once, in the wire's format, for the publisher and every sink
+        payload = to_packed(events, shift)
+        header = WindowHeader(session=self.session, seq=item.seq, t_start=w.t_start + shift,
+                              t_end=w.t_end + shift, width=events.width, height=events.height,
+                              events=len(events), model=self.model,
+                              dropped=dict(self.counters.dropped),
                               absolute_time=self.config.absolute_time)
-        self.publisher.publish(header, events, wait=not self.source.live)
+        self.publisher.publish(header, payload, wait=not self.source.live)
         for sink in self.sinks:
-            if not sink.put(header, events, wait=not self.source.live):
+            if not sink.put(header, payload, wait=not self.source.live):
                 self.counters.dropped["sink"] += 1
         if self.preview is not None:
             self.preview(w.events, anonymized.events)

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from anonynoise.errors import AnonyNoiseError
-from anonynoise.events import PACKED_DTYPE, EventBatch, from_structured, to_structured
+from anonynoise.events import PACKED_DTYPE, EventBatch, from_structured, to_packed
 
 PROTOCOL = "anonynoise-stream"
 VERSION = 1
@@ -59,11 +59,22 @@ class WindowHeader:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
 
 
-def encode_window(header: WindowHeader, events: EventBatch) -> list:
-    """The three frames of a window (the payload as a buffer: send with copy=False)."""
-    if len(events) != header.events:
-        raise ValueError(f"header says {header.events} events, the batch has {len(events)}")
-    payload = to_structured(events, EVENT_DTYPE)
+def packed_payload(events: EventBatch | np.ndarray) -> np.ndarray:
+    """A window's events as the wire's records: a batch is packed, packed records (from
+    anonynoise.events.to_packed) are taken as they are."""
+    if isinstance(events, EventBatch):
+        return to_packed(events)
+    if not isinstance(events, np.ndarray) or events.dtype != EVENT_DTYPE or events.ndim != 1:
+        raise TypeError(f"expected an EventBatch or {EVENT_DTYPE} records")
+    return events
+
+
+def encode_window(header: WindowHeader, events: EventBatch | np.ndarray) -> list:
+    """The three frames of a window (the payload as a buffer: send with copy=False). `events`:
+    a batch, or its records already packed (packed_payload)."""
+    payload = packed_payload(events)
+    if len(payload) != header.events:
+        raise ValueError(f"header says {header.events} events, the batch has {len(payload)}")
     return [WINDOW_TOPIC, header.to_json(), memoryview(payload).cast("B")]
 
 

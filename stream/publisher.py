@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
+import numpy as np
 import zmq
 
 from anonynoise.errors import AnonyNoiseError
@@ -114,9 +115,11 @@ class Publisher:
             elif deadline is not None and time.monotonic() >= deadline:
                 return False
 
-    def publish(self, header: WindowHeader, events: EventBatch, *, wait: bool) -> None:
-        """Send one window to every endpoint. `wait`: the lossless endpoint may block (a
-        replay); otherwise a full lossless queue drops the window there and counts it."""
+    def publish(self, header: WindowHeader, events: EventBatch | np.ndarray, *,
+                wait: bool) -> None:
+        """Send one window (a batch or its packed records) to every endpoint. `wait`: the
+        lossless endpoint may block (a replay); otherwise a full lossless queue drops the
+        window there and counts it."""
         frames = encode_window(header, events)
         if self.live is not None:
             self.live.send_multipart(frames, copy=False)  # PUB never blocks: drops at the HWM

@@ -17,9 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from anonynoise.errors import AnonyNoiseError, first_line
 from anonynoise.events import EventBatch
-from stream.protocol import WindowHeader
+from stream.protocol import WindowHeader, packed_payload
 
 
 class ProcessSink:
@@ -93,10 +95,11 @@ class ProcessSink:
             self._socket.poll(int(left * 1000) + 1, zmq.POLLOUT)
             self._check()  # a child that failed or died never frees the queue
 
-    def put(self, header: WindowHeader, events: EventBatch, *, wait: bool) -> bool:
-        """Queue a window; False if it was dropped (a live source never waits for a sink)."""
+    def put(self, header: WindowHeader, events: EventBatch | np.ndarray, *, wait: bool) -> bool:
+        """Queue a window (a batch or its packed records, as the publisher sends them); False
+        if it was dropped (a live source never waits for a sink)."""
         self._check()
-        parts = [b"w", events.t, events.x, events.y, events.p]
+        parts = [b"w", packed_payload(events)]
         if not self._send(parts, self.put_timeout_s if wait else 0.0):
             return False
         self.windows += 1
@@ -145,17 +148,16 @@ def _exit(status) -> None:
 
 
 def _windows(address: str, queue_windows: int):
-    """The (t, x, y, p) arrays the service sends, until it says it is done or is gone."""
-    import numpy as np
+    """The windows' packed records (PACKED_DTYPE, read-only) the service sends, until it
+    says it is done or is gone."""
     import zmq
 
-    from anonynoise.events import P_DTYPE, T_DTYPE, XY_DTYPE
+    from anonynoise.events import PACKED_DTYPE
 
     socket = zmq.Context.instance().socket(zmq.PULL)
     socket.setsockopt(zmq.RCVHWM, queue_windows)
     socket.bind(address)
     parent = os.getppid()
-    dtypes = (T_DTYPE, XY_DTYPE, XY_DTYPE, P_DTYPE)
     while True:
         if not socket.poll(1000):
             if os.getppid() != parent:  # the service was killed: finish what we have
@@ -164,8 +166,7 @@ def _windows(address: str, queue_windows: int):
         parts = socket.recv_multipart(copy=False)
         if parts[0].bytes != b"w":
             return
-        yield tuple(np.frombuffer(part.buffer, dtype)
-                    for part, dtype in zip(parts[1:], dtypes))
+        yield np.frombuffer(parts[1].buffer, PACKED_DTYPE)
 
 
 class RecorderSink(ProcessSink):
@@ -195,8 +196,8 @@ def _record(path, width, height, windows, status) -> None:
         return
     status.put("ready")
     try:
-        for t, x, y, p in windows:
-            writer.write(EventBatch.trusted(t, x, y, p, width, height))
+        for records in windows:
+            writer.write_packed(records)
         writer.close()  # also when the service was killed: keep what was recorded
         status.put("done")
     except Exception as e:  # noqa: BLE001 - reported to the service as one line
@@ -252,9 +253,10 @@ def _serve_dv(host, port, width, height, tls, windows, status) -> None:
         status.put(first_line(e, 160))
         return
     status.put("ready")
-    for t, x, y, p in windows:
-        if len(t):
-            server.writeEvents(to_event_store(EventBatch.trusted(t, x, y, p, width, height)))
+    for records in windows:
+        if len(records):
+            server.writeEvents(to_event_store(EventBatch.trusted(
+                records["t"], records["x"], records["y"], records["p"], width, height)))
     time.sleep(0.2)  # let the last packets leave
     status.put("done")
     _exit(status)  # here, while `server` lives: its destructor would wait forever

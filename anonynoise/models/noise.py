@@ -119,14 +119,21 @@ class NoiseAnonNet(nn.Module):
         return fill_normal(torch.empty_like(x, memory_format=torch.contiguous_format),
                            self.noise_std, generator)
 
-    def forward_parts(self, x: torch.Tensor, noise: torch.Tensor | None = None,
-                      generator: torch.Generator | Sequence[torch.Generator] | None = None
-                      ) -> AnonOutput:
+    def noise_and_maps(self, x: torch.Tensor, noise: torch.Tensor | None = None,
+                       generator: torch.Generator | Sequence[torch.Generator] | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The noise (drawn unless given) and the maps predicted from cat(x, noise); the
+        output is formed from them (forward_parts, or anonynoise.fused on the CPU)."""
         if x.dim() != 4 or x.shape[1] != self.channels:
             raise ValueError(f"expected input (N, {self.channels}, H, W), got {tuple(x.shape)}")
         if noise is None:
             noise = self.draw_noise(x, generator)
-        out = self.predict(x, noise)
+        return noise, self.predict(x, noise)
+
+    def forward_parts(self, x: torch.Tensor, noise: torch.Tensor | None = None,
+                      generator: torch.Generator | Sequence[torch.Generator] | None = None
+                      ) -> AnonOutput:
+        noise, out = self.noise_and_maps(x, noise, generator)
         scale = out[:, : self.channels]
         mean = out[:, self.channels:] if self.form == "mean_scale" else None
         anonymized = torch.addcmul(x, scale, noise)  # x + scale * noise in one pass

@@ -77,7 +77,7 @@ def test_a_failing_net_is_refused_not_passed_through(strong_checkpoint, window):
     def broken(*args, **kwargs):
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    anon.net.forward = broken
+    anon.net.predict = broken  # both the CPU and the GPU path run it
     ev, t0, t1 = window
     with pytest.raises(AnonymizationRefused, match="RuntimeError: CUDA out of memory"):
         anon.anonymize(ev, t0, t1)

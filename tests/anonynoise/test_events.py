@@ -13,6 +13,7 @@ from anonynoise.events import (
     from_structured,
     make_events,
     to_dvsgesture_array,
+    to_packed,
     to_structured,
 )
 
@@ -96,6 +97,16 @@ def test_structured_arrays_in_any_field_order_round_trip():
         back = from_structured(to_structured(ev, dtype), (4, 3, 2))
         for f in "txyp":
             assert np.array_equal(getattr(back, f), getattr(ev, f))
+
+
+def test_packed_records_with_a_time_shift():
+    ev = make_events([3, 4, 9], [1, 2, 3], [0, 1, 2], [1, 0, 1], 4, 3)
+    packed = to_packed(ev, -3)
+    assert packed.dtype == PACKED_DTYPE
+    assert packed["t"].tolist() == [0, 1, 6] and packed["x"].tolist() == [1, 2, 3]
+    assert packed["y"].tolist() == [0, 1, 2] and packed["p"].tolist() == [1, 0, 1]
+    assert to_packed(ev).tobytes() == to_structured(ev, PACKED_DTYPE).tobytes()
+    assert len(to_packed(empty_events(4, 3))) == 0
 
 
 def test_dv_style_field_names_are_understood():

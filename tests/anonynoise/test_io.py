@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from anonynoise.errors import AnonyNoiseError
-from anonynoise.events import make_events, to_dvsgesture_array, to_structured
+from anonynoise.events import make_events, to_dvsgesture_array, to_packed, to_structured
 from anonynoise.examples import clustered_stream
 from anonynoise.io import (
     Aedat4Writer,
@@ -104,6 +104,21 @@ def test_aedat4_round_trip_in_many_batches(tmp_path):
     with Aedat4Writer(out, (64, 48)) as w:
         for k in range(0, 200_000, 30_000):
             w.write(ev.slice_time(k, k + 30_000))  # slices of one batch: no duplicates
+    back = read_events(out)
+    assert len(back) == len(ev) and same_events(back, ev)
+
+
+def test_aedat4_packed_records_as_the_stream_sinks_write_them(tmp_path):
+    ev = clustered_stream(64, 48, duration_s=0.1, rate=2e5, seed=2)
+    out = tmp_path / "packed.aedat4"
+    with Aedat4Writer(out, (64, 48)) as w:
+        w.write_packed(to_packed(ev.slice_time(0, 50_000)))
+        w.write_packed(to_packed(ev.slice_time(50_000, 100_001))[:0])  # empty: nothing
+        w.write_packed(to_packed(ev.slice_time(50_000, 100_001)))
+        with pytest.raises(AnonyNoiseError, match="expected .* records"):
+            w.write_packed(to_structured(ev))
+        with pytest.raises(AnonyNoiseError, match="time order"):
+            w.write_packed(to_packed(ev.slice_time(0, 10)))
     back = read_events(out)
     assert len(back) == len(ev) and same_events(back, ev)
 
