@@ -187,6 +187,17 @@ def _grow(a, need):
     return bigger
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _cell_pixel(c, plane, width, inv_plane, inv_width):
+    """(polarity, y, x) of cell c = polarity * plane + y * width + x. c // plane and
+    c // width through exact float reciprocals: (c + 0.5) / d is never within 0.5 / d of an
+    integer, far above the rounding error, and it avoids two divisions."""
+    pol = np.int64((c + 0.5) * inv_plane)
+    rem = c - pol * plane
+    row = np.int64((rem + 0.5) * inv_width)
+    return pol, row, rem - row * width
+
+
 @numba.njit(cache=True, nogil=True)
 def _sample_events(values, edges, state, capacity):
     """Events from values (bins, 2, H, W): negatives are zero, counts rounded stochastically,
@@ -234,8 +245,6 @@ def _sample_events(values, edges, state, capacity):
     x = np.empty(n, np.int16)
     y = np.empty(n, np.int16)
     p = np.empty(n, np.uint8)
-    # c // plane and c // width through exact float reciprocals: (c + 0.5) / d is never
-    # within 0.5 / d of an integer, far above the rounding error, and it avoids two divisions.
     inv_plane = 1.0 / plane
     inv_width = 1.0 / width
     hist = np.zeros(0, np.int64)
@@ -246,7 +255,9 @@ def _sample_events(values, edges, state, capacity):
         start = edges[b]
         span = edges[b + 1] - start
         if span <= 4 * (hi - lo) + 65536:
-            # Counting sort on the offset: O(events + span), stable.
+            # Counting sort on the offset, O(events + span), stable; each event is written
+            # straight to its sorted place (scattered writes cost far less than the gathers
+            # of a sorted index would).
             if hist.shape[0] < span + 1:
                 hist = np.zeros(span + 1, np.int64)
             else:
@@ -255,22 +266,19 @@ def _sample_events(values, edges, state, capacity):
                 hist[off[i] + 1] += 1
             for j in range(span):
                 hist[j + 1] += hist[j]
-            order = np.empty(hi - lo, np.int64)
             for i in range(lo, hi):
-                order[hist[off[i]]] = i
-                hist[off[i]] += 1
+                o = off[i]
+                r = lo + hist[o]
+                hist[o] += 1
+                p[r], y[r], x[r] = _cell_pixel(cell[i], plane, width, inv_plane, inv_width)
+                t[r] = start + o
         else:  # a long, sparse bin (whole-sample windows): a comparison sort is cheaper
             order = lo + np.argsort(off[lo:hi], kind="mergesort")
-        for r in range(hi - lo):
-            i = order[r]
-            c = cell[i]
-            pol = np.int64((c + 0.5) * inv_plane)
-            rem = c - pol * plane
-            row = np.int64((rem + 0.5) * inv_width)
-            t[lo + r] = start + off[i]
-            p[lo + r] = pol
-            y[lo + r] = row
-            x[lo + r] = rem - row * width
+            for r in range(hi - lo):
+                i = order[r]
+                p[lo + r], y[lo + r], x[lo + r] = _cell_pixel(cell[i], plane, width,
+                                                              inv_plane, inv_width)
+                t[lo + r] = start + off[i]
     return t, x, y, p
 
 
