@@ -25,8 +25,10 @@ ROOT = BENCH.parent
 SECTIONS = [
     ("represent.py", "Events <-> tensors",
      "The clustered stream of `../shared/docs/peer-benchmarks.md` (16 moving Gaussian blobs + "
-     "15 % noise) cut into windows, timed per window up to the dense tensor, one core. Ours "
-     "gives float32 `(5, 2, H, W)` counts (the model's input), float32 `(1, 2, H, W)` counts "
+     "15 % noise) cut into windows, timed per window up to the dense tensor, one core, the "
+     "tools taking turns round after round (each keeps its best round, so a slow spell of the "
+     "shared machine hits all alike). Ours gives float32 `(5, 2, H, W)` counts (the model's "
+     "input), float32 `(1, 2, H, W)` counts "
      "(one frame per polarity) and float32 `(5, H, W)` voxel grids; tonic's `ToFrame` int16 and "
      "`ToVoxelGrid` float64; dv-processing's `EdgeMapAccumulator` one 8-bit frame per window "
      "(compared with our one frame, then with our 5 bins); numpy `bincount` the same float32 "

@@ -1,6 +1,7 @@
 """The service end to end: replays of real recordings through the pipeline to real ZeroMQ
 subscribers, the recorder, the DV output, failures, security and the command line."""
 
+import gc
 import os
 import signal
 import socket
@@ -170,6 +171,21 @@ def test_a_failed_window_is_dropped_and_counted_never_sent_raw(real_file, anonym
         window = raw[header.seq]
         assert not (len(ev) == len(window.events) and np.array_equal(
             ev["x"], window.events.x))
+
+
+def test_the_service_hides_its_start_up_objects_from_the_collector(anonymizer, tmp_path):
+    from anonynoise.examples import clustered_stream
+    from anonynoise.io import save_npz
+
+    save_npz(tmp_path / "a.npz", clustered_stream(32, 24, 0.2, 1e5, seed=0))
+    gc.unfreeze()
+    alive = len(gc.get_objects())  # torch, numba, the model...: a full collection's work
+    try:
+        received, _, _ = replay(tmp_path / "a.npz", anonymizer, f"ipc://{tmp_path}/g")
+        assert len(received) == 4
+        assert gc.get_freeze_count() >= 0.9 * alive
+    finally:
+        gc.unfreeze()
 
 
 def test_repeated_failures_stop_the_service(real_file, anonymizer, tmp_path):
