@@ -39,8 +39,9 @@ SECTIONS = [
      "tonic's `read_aedat4`; the event counts of all three are checked to agree."),
     ("models.py", "Anonymizer nets on the CPU",
      "Batch 1, float32, median per window of one forward pass as the runtime makes it (noise "
-     "drawn, net, x + s * n), 1 and 2 threads, NCHW and channels_last. The light net's targets: "
-     "<= 5 ms at 128x128 and <= 40 ms at 480x640 with 2 threads."),
+     "drawn, net, x + s * n), 1 and 2 threads, NCHW and channels_last (the light net's two "
+     "layouts take turns in 3 rounds of 10 runs; the best round's median). The light net's "
+     "targets: <= 5 ms at 128x128 and <= 40 ms at 480x640 with 2 threads."),
     ("pipeline.py", "The stream end to end",
      "Replays of the clustered stream through the real Pipeline with 50 ms windows, the shipped "
      "light net (the paper net untrained, same cost), a ZeroMQ endpoint with a subscriber that "
