@@ -6,7 +6,8 @@
 Each row replays the built-in clustered stream (anonynoise.examples) from an .npz file with
 50 ms windows through the real Pipeline, a lossless ZeroMQ endpoint with a subscriber that
 reads everything, and the .aedat4 recorder on or off. As fast as possible, it reports how many
-times real time the pipeline runs (the best of 3 replays: the machine is shared); paced (real
+times real time the pipeline runs (the best of 3 replays, taking turns with the other fast
+cases: the machine is shared); paced (real
 time), the p50 / p99 latency from the end of a window (on the replay's clock) to its
 publication, and whether windows were dropped.
 
@@ -191,11 +192,22 @@ def main(argv=None) -> int:
           "latency p50 / p99 (ms) | windows sent / received | dropped | events out per in |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
-        for kind, size, rate, fast, record, live, dv in cases:
-            tries = 3 if fast and kind == "light" and not args.tiny else 1
-            r = max((run(kind, size, rate, seconds if kind == "light" else min(seconds, 1.0),
-                         fast, Path(tmp), args.threads, record, live, dv)
-                     for _ in range(tries)), key=lambda r: r["x_real_time"])
+        def replay(case):
+            kind, size, rate, fast, record, live, dv = case
+            return run(kind, size, rate, seconds if kind == "light" else min(seconds, 1.0), fast,
+                       Path(tmp), args.threads, record, live, dv)
+
+        # The light net's fast replays: the best of 3, the cases taking turns round after
+        # round so that a slow spell of the shared machine does not land on one of them alone.
+        best = {}
+        for _ in range(1 if args.tiny else 3):
+            for case in cases:
+                if case[0] == "light" and case[3]:
+                    r = replay(case)
+                    if case not in best or r["x_real_time"] > best[case]["x_real_time"]:
+                        best[case] = r
+        for case in cases:
+            r = best.get(case) or replay(case)
             lat = "-" if r["p50"] is None else f"{r['p50']:.1f} / {r['p99']:.1f}"
             print(f"| {r['net']} | {r['size']} | {r['rate']:.0e} | {r['mode']} | {r['recorder']} | "
                   f"{r['endpoint']} | {r['dv']} | "
