@@ -427,39 +427,42 @@ class PropheseeReader(EventReader):
 # NumPy: .npz (ours), .npy (structured events, or DVS-Gesture N x 4 float)
 
 
+_NUMPY_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
+def _numpy_error(path: Path, error: Exception) -> AnonyNoiseError:
+    reason = first_line(error, 160)
+    if "pickled" in reason:  # numpy's fallback for anything that is not .npy / .npz
+        reason = "not NumPy data, or it holds Python objects"
+    return AnonyNoiseError(f"{path}: not a readable NumPy file ({reason})")
+
+
 class NumpyReader(EventReader):
     """Events of an .npz written by `save_npz`, or of an .npy holding a structured event array
-    (fields x, y, t, p; t in µs) or tonic's DVS-Gesture N x 4 float array (t in ms)."""
+    (fields x, y, t, p; t in µs) or tonic's DVS-Gesture N x 4 float array (t in ms).
+
+    An .npz is read as a stream, NUMPY_BATCH events at a time from each of its arrays: a
+    replay starts at once and a long recording never has to fit in memory. Its arrays'
+    headers are checked on opening; the events themselves as each batch is read."""
 
     def __init__(self, path: str | os.PathLike, sensor_size: SensorSize | None = None):
         self.path = Path(path)
         _check_readable(self.path)
         caller = _parse_sensor(sensor_size)
+        self._events = self._npz = None
         try:
             if self.path.suffix.lower() == ".npz":
-                events, source = self._load_npz(caller), "header"
+                self._npz = _NpzEvents(self.path, caller)
+                (width, height), source = self._npz.sensor_size, "header"
             else:
-                events, source = self._load_npy(caller)
+                self._events, source = self._load_npy(caller)
+                width, height = self._events.width, self._events.height
         except AnonyNoiseError as e:
             raise AnonyNoiseError(f"{self.path}: {e}") from None
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-            reason = first_line(e, 160)
-            if "pickled" in reason:  # numpy's fallback for anything that is not .npy / .npz
-                reason = "not NumPy data, or it holds Python objects"
-            raise AnonyNoiseError(f"{self.path}: not a readable NumPy file ({reason})") from None
-        self._events = events
+        except _NUMPY_ERRORS as e:
+            raise _numpy_error(self.path, e) from None
         fmt = "dvs-gesture npy" if source == "DVS-Gesture" else self.path.suffix.lower()[1:]
-        self.info = RecordingInfo(str(self.path), fmt, events.width, events.height, source)
-
-    def _load_npz(self, caller):
-        with np.load(self.path, allow_pickle=False) as data:
-            missing = [k for k in ("t", "x", "y", "p", "width", "height") if k not in data]
-            if missing:
-                raise AnonyNoiseError(f"not an event .npz (missing {', '.join(missing)})")
-            w, h = (_scalar_int(data[k], k) for k in ("width", "height"))
-            if caller is not None and caller != (w, h):
-                raise AnonyNoiseError(f"the file says {w}x{h}, not {caller[0]}x{caller[1]}")
-            return make_events(data["t"], data["x"], data["y"], data["p"], w, h)
+        self.info = RecordingInfo(str(self.path), fmt, width, height, source)
 
     def _load_npy(self, caller):
         array = np.load(self.path, allow_pickle=False)
@@ -479,8 +482,84 @@ class NumpyReader(EventReader):
                               "(expected a structured array or a DVS-Gesture N x 4 array)")
 
     def __iter__(self) -> Iterator[EventBatch]:
-        for i in range(0, len(self._events), NUMPY_BATCH):
-            yield self._events[i:i + NUMPY_BATCH]
+        if self._npz is None:
+            for i in range(0, len(self._events), NUMPY_BATCH):
+                yield self._events[i:i + NUMPY_BATCH]
+            return
+        try:
+            yield from self._npz.batches(NUMPY_BATCH)
+        except AnonyNoiseError as e:
+            raise AnonyNoiseError(f"{self.path}: {e}") from None
+        except _NUMPY_ERRORS as e:
+            raise _numpy_error(self.path, e) from None
+
+
+class _NpzEvents:
+    """The t, x, y, p arrays of an event .npz, read in step from their zip members."""
+
+    FIELDS = ("t", "x", "y", "p")
+
+    def __init__(self, path: Path, caller: tuple[int, int] | None):
+        self.path = path
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            missing = [k for k in (*self.FIELDS, "width", "height") if f"{k}.npy" not in names]
+            if missing:
+                raise AnonyNoiseError(f"not an event .npz (missing {', '.join(missing)})")
+            w, h = (_scalar_int(np.lib.format.read_array(archive.open(f"{k}.npy"),
+                                                         allow_pickle=False), k)
+                    for k in ("width", "height"))
+            if caller is not None and caller != (w, h):
+                raise AnonyNoiseError(f"the file says {w}x{h}, not {caller[0]}x{caller[1]}")
+            lengths = {}
+            for k in self.FIELDS:
+                with archive.open(f"{k}.npy") as member:
+                    dtype, length = self._header(member, k)
+                lengths[k] = length
+            if len(set(lengths.values())) != 1:
+                raise AnonyNoiseError(f"invalid events: t, x, y and p have different lengths "
+                                      f"{sorted(set(lengths.values()))}")
+        self.sensor_size = (w, h)
+        self.length = lengths["t"]
+
+    @staticmethod
+    def _header(member, name: str) -> tuple[np.dtype, int]:
+        """The dtype and length of a one-dimensional .npy member; the stream is left at its
+        data."""
+        fmt = np.lib.format
+        version = fmt.read_magic(member)
+        read_header = fmt.read_array_header_1_0 if version == (1, 0) else \
+            fmt.read_array_header_2_0  # 2.0 and 3.0 differ only in the text's encoding
+        shape, _, dtype = read_header(member)
+        if len(shape) != 1:
+            raise AnonyNoiseError(f"invalid events: field {name} must be one-dimensional, got "
+                                  f"shape {shape}")
+        if dtype.hasobject or dtype.kind not in "biuf":
+            raise AnonyNoiseError(f"invalid events: field {name} has dtype {dtype}, expected "
+                                  "numbers")
+        return dtype, shape[0]
+
+    def batches(self, size: int) -> Iterator[EventBatch]:
+        w, h = self.sensor_size
+        with zipfile.ZipFile(self.path) as archive:
+            members = [archive.open(f"{k}.npy") for k in self.FIELDS]
+            try:
+                dtypes = [self._header(m, k)[0] for m, k in zip(members, self.FIELDS)]
+                t_prev = None
+                for start in range(0, self.length, size):
+                    n = min(size, self.length - start)
+                    arrays = []
+                    for member, dtype, k in zip(members, dtypes, self.FIELDS):
+                        data = member.read(n * dtype.itemsize)
+                        if len(data) != n * dtype.itemsize:
+                            raise AnonyNoiseError(f"the array {k} ends early (truncated)")
+                        arrays.append(np.frombuffer(data, dtype))
+                    batch = make_events(*arrays, w, h, t_prev=t_prev)
+                    t_prev = int(batch.t[-1])
+                    yield batch
+            finally:
+                for member in members:
+                    member.close()
 
 
 def _scalar_int(value: np.ndarray, name: str) -> int:

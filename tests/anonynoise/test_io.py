@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from anonynoise.errors import AnonyNoiseError
-from anonynoise.events import make_events, to_dvsgesture_array, to_packed, to_structured
+from anonynoise.events import (concatenate, make_events, to_dvsgesture_array, to_packed,
+                               to_structured)
 from anonynoise.examples import clustered_stream
 from anonynoise.io import (
     Aedat4Writer,
@@ -197,6 +198,51 @@ def test_npz_sensor_size_must_be_integers(tmp_path):
         np.savez(tmp_path / "w.npz", width=width, height=np.array(480), **ev)
         with pytest.raises(AnonyNoiseError, match="width must be a single integer"):
             read_events(tmp_path / "w.npz")
+
+
+def test_npz_is_read_as_a_stream_of_batches(tmp_path, monkeypatch):
+    import anonynoise.io as io
+
+    monkeypatch.setattr(io, "NUMPY_BATCH", 1000)
+    ev = clustered_stream(40, 30, duration_s=0.05, rate=1e5, seed=3)  # about 5,000 events
+    save_npz(tmp_path / "e.npz", ev)
+    with open_events(tmp_path / "e.npz") as reader:
+        batches = list(reader)
+    assert [len(b) for b in batches[:-1]] == [1000] * (len(batches) - 1)
+    assert same_events(concatenate(batches), ev)
+    # compressed members stream too
+    np.savez_compressed(tmp_path / "c.npz", t=ev.t, x=ev.x, y=ev.y, p=ev.p, width=40, height=30)
+    assert same_events(read_events(tmp_path / "c.npz"), ev)
+
+
+def test_npz_stream_errors_name_the_file_on_one_line(tmp_path, monkeypatch):
+    import zipfile
+
+    import anonynoise.io as io
+
+    monkeypatch.setattr(io, "NUMPY_BATCH", 2)
+    fields = dict(x=np.zeros(4), y=np.zeros(4), p=np.zeros(4), width=4, height=3)
+    cases = {  # name: (arrays, message)
+        "flat.npz": (dict(fields, t=np.zeros((2, 2))), "must be one-dimensional"),
+        "lengths.npz": (dict(fields, t=np.arange(3)), "different lengths"),
+        "order.npz": (dict(fields, t=np.array([0, 5, 3, 7])), "timestamps decrease"),
+        "objects.npz": (dict(fields, t=np.array(["a", "b", "c", "d"])), "expected numbers"),
+    }
+    for name, (arrays, message) in cases.items():
+        np.savez(tmp_path / name, **arrays)
+        with pytest.raises(AnonyNoiseError, match=message) as err:
+            read_events(tmp_path / name)
+        assert name in str(err.value) and "\n" not in str(err.value)
+    # a member whose data is shorter than its header says
+    np.savez(tmp_path / "short.npz", t=np.arange(4), **fields)
+    with zipfile.ZipFile(tmp_path / "short.npz") as src, \
+            zipfile.ZipFile(tmp_path / "cut.npz", "w") as dst:
+        for item in src.namelist():
+            data = src.read(item)
+            dst.writestr(item, data[:-8] if item == "t.npy" else data)
+    with pytest.raises(AnonyNoiseError, match="ends early") as err:
+        read_events(tmp_path / "cut.npz")
+    assert "cut.npz" in str(err.value)
 
 
 def test_writer_to_a_missing_folder(tmp_path):
