@@ -40,7 +40,7 @@ AEDAT4_MAGIC = b"#!AER-DAT4.0"
 # faery's event layout (its EVENTS_DTYPE): what its AEDAT 4 encoder takes. Byte for byte our
 # PACKED_DTYPE where t >= 0 and p is 0 or 1, so packed records are handed over as a view.
 _FAERY_DTYPE = np.dtype([("t", "<u8"), ("x", "<u2"), ("y", "<u2"), ("on", "?")])
-NUMPY_BATCH = 1 << 20  # events per batch when a NumPy file is iterated
+NUMPY_BATCH = 1 << 16  # events per batch when a NumPy file is iterated
 PROPHESEE_CHUNK = 1 << 18  # events per expelliarmus chunk
 
 SensorSize = Sequence[int]
