@@ -6,7 +6,7 @@
 Stream: the clustered stream of peer-benchmarks.md (16 moving blobs + 15 % noise, 2 Mev/s)
 at 128x128, 346x260 and 640x480, cut into windows of 10, 20 and 50 ms (20k, 40k and 100k
 events each). Timed per window, up to the dense output, the tools taking turns round after
-round (5 rounds; numpy and tonic, slow, 3) and each keeping its best; what each tool produces:
+round (3 rounds) and each keeping its best; what each tool produces:
 
 - ours: float32 (5, 2, H, W) counts and float32 (5, H, W) bilinear voxel grids, for the model;
   and float32 (1, 2, H, W) counts, one frame per polarity (our representation with one bin),
@@ -97,7 +97,7 @@ def bench_window(events, store, window_ms, repeats, with_tonic):
 
     The tools take turns, round after round, and each keeps its best round: a neighbour
     loading the shared machine for a while then slows every tool alike, not the one that
-    happened to run at that moment (ours, fast, runs every round; a slow peer every other)."""
+    happened to run at that moment. Every tool gets the same rounds."""
     import tonic.transforms as T
 
     width, height = events.width, events.height
@@ -119,18 +119,18 @@ def bench_window(events, store, window_ms, repeats, with_tonic):
     (a, b), s = bounds[0], slices[0]
     assert np.array_equal(numpy_counts(s, a, b), represent.events_to_counts(s, a, b, BINS)), \
         "numpy bincount counts differ from ours"
-    # name -> (path, tool, run, rounds it takes part in)
+    # name -> (path, tool, run)
     tools = {
         "counts": ("events -> counts f32 (5,2,H,W)", "ours", over_windows(
-            lambda s, a, b: represent.events_to_counts(s, a, b, BINS, out=out)), repeats),
+            lambda s, a, b: represent.events_to_counts(s, a, b, BINS, out=out))),
         "frame": ("events -> counts f32 (1,2,H,W)", "ours", over_windows(
-            lambda s, a, b: represent.events_to_counts(s, a, b, 1, out=frame)), repeats),
+            lambda s, a, b: represent.events_to_counts(s, a, b, 1, out=frame))),
         "voxel": ("events -> voxel f32 (5,H,W)", "ours", over_windows(
-            lambda s, a, b: represent.events_to_voxel(s, a, b, BINS, out=vox)), repeats),
+            lambda s, a, b: represent.events_to_voxel(s, a, b, BINS, out=vox))),
         "numpy": ("events -> counts f32 (5,2,H,W)", "numpy bincount",
-                  over_windows(numpy_counts), min(repeats, 3)),
+                  over_windows(numpy_counts)),
         "dv": ("events -> edge map u8 (H,W)", "dv EdgeMapAccumulator",
-               lambda: dv_edge_maps(store, width, height, window_ms), repeats),
+               lambda: dv_edge_maps(store, width, height, window_ms)),
     }
     if with_tonic:
         frames = T.ToFrame(sensor_size=(width, height, 2), n_time_bins=BINS)
@@ -139,16 +139,13 @@ def bench_window(events, store, window_ms, repeats, with_tonic):
         for (a, _), s in zip(bounds, slices):
             structured[a], structured_v[a] = to_structured(s), to_structured(s, TONIC_VOXEL_DTYPE)
         tools["tonic frame"] = ("events -> counts i16 (5,2,H,W)", "tonic ToFrame", over_windows(
-            lambda s, a, b: frames(structured[a])), min(repeats, 3))
+            lambda s, a, b: frames(structured[a])))
         tools["tonic voxel"] = ("events -> voxel f64 (5,1,H,W)", "tonic ToVoxelGrid",
-                                over_windows(lambda s, a, b: voxels(structured_v[a].copy())),
-                                min(repeats, 3))
+                                over_windows(lambda s, a, b: voxels(structured_v[a].copy())))
     best = {name: float("inf") for name in tools}
     dv_done = None
-    for r in range(repeats):
-        for name, (_, _, run, rounds) in tools.items():
-            if rounds < repeats and r % 2:  # spread a slow tool's rounds over the run
-                continue
+    for _ in range(repeats):
+        for name, (_, _, run) in tools.items():
             sec, result = best_of(1, run)
             best[name] = min(best[name], sec)
             if name == "dv":
@@ -160,7 +157,7 @@ def bench_window(events, store, window_ms, repeats, with_tonic):
     versus = {"numpy": "counts", "dv": ("frame", "counts"), "tonic frame": "counts",
               "tonic voxel": "voxel"}
     rows = []
-    for name, (path, tool, _, _) in tools.items():
+    for name, (path, tool, _) in tools.items():
         against = versus.get(name)
         if isinstance(against, tuple):
             against = tuple(rate(k) for k in against)
@@ -194,7 +191,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-tonic", action="store_true", help="leave tonic out")
     args = ap.parse_args(argv)
     sizes = [(128, 128), (346, 260), (640, 480)]
-    duration_s, repeats = (0.1, 1) if args.tiny else (4.0, 5)
+    duration_s, repeats = (0.1, 1) if args.tiny else (4.0, 3)
     represent.warm_up()
     print(f"# events <-> tensors, {BINS} bins, windows of {', '.join(map(str, WINDOWS_MS))} ms, "
           f"clustered stream at 2 Mev/s, {duration_s:g} s, one core "

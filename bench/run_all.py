@@ -114,8 +114,10 @@ def main(argv=None) -> int:
              f"{time.strftime('%Y-%m-%d')}: {platform.machine()}, {os.cpu_count()} CPUs "
              f"({platform.processor() or 'unknown processor'}), Python "
              f"{platform.python_version()}, torch {torch.__version__}, numpy "
-             f"{numpy.__version__}, numba {numba.__version__}. Numbers move by about ±10 % "
-             "between runs on a shared machine; compare ratios within one table.", ""]
+             f"{numpy.__version__}, numba {numba.__version__}. This machine is shared: from "
+             "one hour to the next the same measurement moves by up to a third, so each "
+             "script lets the tools it compares take turns and keeps their best rounds; "
+             "compare ratios within one table.", ""]
     failed = False
     for script, title, what in SECTIONS:
         out, seconds = run_script(script, args.tiny)
