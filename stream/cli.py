@@ -55,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--window-ms", type=bounded(float, 0.1, 60_000, "--window-ms"), default=None,
                     help="window length (default: the one the model was trained with)")
     ap.add_argument("--device", default="auto", help="auto (CUDA when there is a GPU), cpu, cuda")
-    ap.add_argument("--threads", type=int, default=None, help="CPU threads for the model")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="CPU threads for the model (default: all cores but one, which the "
+                         "source, the publisher and the sinks need; more makes latency spikes)")
     ap.add_argument("--publish", default=DEFAULT_PUBLISH,
                     help=f"live endpoint, PUB (default {DEFAULT_PUBLISH}; 'none' to disable)")
     ap.add_argument("--lossless", default=None, metavar="ADDR",
@@ -134,7 +136,8 @@ def stream_main(args) -> int:
     ckpt = load_checkpoint(model_path, ANONYMIZER_KINDS)
     source = make_source(args)
     window = choose_window(ckpt.representation, args.window_ms)
-    anonymizer = Anonymizer(ckpt, args.device, threads=args.threads, allow_weak=args.allow_weak)
+    anonymizer = Anonymizer(ckpt, args.device, threads=model_threads(args.threads),
+                            allow_weak=args.allow_weak)
     anonymizer.check_source(source.width, source.height,
                             window if ckpt.representation.window_us is not None else None)
     anonymizer.warm_up(source.width, source.height)
@@ -195,6 +198,17 @@ def stream_main(args) -> int:
     print(f"anonynoise-stream: {why}: " + status_line(summary, final=True)
           + (f"; recorded {args.record}" if args.record else ""), file=sys.stderr)
     return 0
+
+
+def model_threads(asked: int | None) -> int:
+    """The model's CPU threads: as asked, else all cores but one. With every core, torch's
+    parallel regions wait for a thread the source or a sink has pre-empted: on 2 cores the
+    demo's net took up to 63 ms a window instead of 11, and the p99 latency doubled."""
+    if asked is not None:
+        if asked < 1:
+            raise AnonyNoiseError(f"--threads must be at least 1, got {asked}")
+        return asked
+    return max(1, (os.cpu_count() or 1) - 1)
 
 
 def _on_signals(pipeline) -> list:

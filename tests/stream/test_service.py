@@ -496,3 +496,17 @@ def test_the_last_status_line_counts_windows_a_stop_left_queued():
     assert "; 1 still queued at the stop)" in status_line(s, final=True)
     s["windows_out"] = 34
     assert "still queued" not in status_line(s, final=True)  # all accounted for
+
+
+def test_the_model_leaves_a_core_to_the_rest_of_the_service(monkeypatch):
+    from stream.cli import model_threads
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert model_threads(None) == 1
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert model_threads(None) == 15
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert model_threads(None) == 1
+    assert model_threads(2) == 2
+    with pytest.raises(AnonyNoiseError, match="at least 1"):
+        model_threads(0)
