@@ -74,4 +74,3 @@ def anonymized_output(x: torch.Tensor, maps: torch.Tensor, noise: torch.Tensor, 
     if max_event_ratio is not None and out_mass > max_event_ratio * in_mass:
         out *= np.float32(max_event_ratio * in_mass / max(out_mass, 1e-12))
     return out, 0
-

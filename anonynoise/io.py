@@ -506,21 +506,23 @@ class _NpzEvents:
             missing = [k for k in (*self.FIELDS, "width", "height") if f"{k}.npy" not in names]
             if missing:
                 raise AnonyNoiseError(f"not an event .npz (missing {', '.join(missing)})")
-            w, h = (_scalar_int(np.lib.format.read_array(archive.open(f"{k}.npy"),
-                                                         allow_pickle=False), k)
-                    for k in ("width", "height"))
+            w, h = (_scalar_int(self._small_array(archive, k), k) for k in ("width", "height"))
             if caller is not None and caller != (w, h):
                 raise AnonyNoiseError(f"the file says {w}x{h}, not {caller[0]}x{caller[1]}")
-            lengths = {}
+            lengths = []
             for k in self.FIELDS:
                 with archive.open(f"{k}.npy") as member:
-                    dtype, length = self._header(member, k)
-                lengths[k] = length
-            if len(set(lengths.values())) != 1:
+                    lengths.append(self._header(member, k)[1])
+            if len(set(lengths)) != 1:
                 raise AnonyNoiseError(f"invalid events: t, x, y and p have different lengths "
-                                      f"{sorted(set(lengths.values()))}")
+                                      f"{sorted(set(lengths))}")
         self.sensor_size = (w, h)
-        self.length = lengths["t"]
+        self.length = lengths[0]
+
+    @staticmethod
+    def _small_array(archive: zipfile.ZipFile, name: str) -> np.ndarray:
+        with archive.open(f"{name}.npy") as member:
+            return np.lib.format.read_array(member, allow_pickle=False)
 
     @staticmethod
     def _header(member, name: str) -> tuple[np.dtype, int]:
