@@ -7,10 +7,13 @@ non-zero exit status, never a traceback (set ANONYNOISE_DEBUG=1 to see one).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -305,10 +308,33 @@ def _synth_parser(sub) -> None:
     pic.set_defaults(func=cmd_synth_picture)
 
 
-def run(main, argv=None, prog: str = "anonynoise") -> int:
-    """Call main(argv), turning project errors into one line and an exit status."""
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Inside: SIGTERM (a scheduler, a timeout, kill) interrupts like Ctrl-C, so `with` and
+    `finally` blocks run: worker pools are terminated and partial output is removed, where a
+    plain SIGTERM would kill this process alone and leave its workers running."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        return main(argv)
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run(main, argv=None, prog: str = "anonynoise", sigterm_interrupts: bool = False) -> int:
+    """Call main(argv), turning project errors into one line and an exit status. With
+    `sigterm_interrupts`, SIGTERM stops it as Ctrl-C does (sigterm_as_interrupt): for the
+    commands with worker processes or partial output, not for the stream and the viewer,
+    which stop on their own terms."""
+    try:
+        with sigterm_as_interrupt() if sigterm_interrupts else contextlib.nullcontext():
+            return main(argv)
     except AnonyNoiseError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -332,7 +358,7 @@ def _main(argv=None) -> int:
 
 
 def main(argv=None) -> int:
-    return run(_main, argv)
+    return run(_main, argv, sigterm_interrupts=True)  # synth dataset's workers, partial files
 
 
 if __name__ == "__main__":

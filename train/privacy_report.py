@@ -40,7 +40,6 @@ import logging
 import multiprocessing
 import os
 import shutil
-import signal
 import sys
 import time
 from dataclasses import replace
@@ -163,10 +162,6 @@ def _seeds(config: StudyConfig, seeds: list[int], data_dir: Path) -> list[tuple]
     for seed_config, _ in out:
         dataset(data_dir, seed_config.data)
     return out
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 def _run_jobs(jobs: list[tuple], parallel: int) -> list:
@@ -419,17 +414,6 @@ def study_config(args) -> StudyConfig:
 
 
 def main(argv=None) -> int:
-    # SIGTERM (a scheduler, a timeout) as Ctrl-C: leaving the pools' blocks then stops their
-    # workers (the benchmark generator's, the jobs'), which a plain SIGTERM to this process
-    # alone would leave running on their own
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        return _main(argv)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--users", type=int, default=40)
@@ -556,4 +540,5 @@ def describe_device(device: str) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(run(main, prog="privacy_report"))
+    # SIGTERM as Ctrl-C: the benchmark generator's and the jobs' workers are stopped too
+    sys.exit(run(main, prog="privacy_report", sigterm_interrupts=True))

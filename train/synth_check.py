@@ -246,4 +246,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run(main, prog="synth_check"))
+    # SIGTERM as Ctrl-C: the benchmark generator's and the jobs' workers are stopped too
+    sys.exit(run(main, prog="synth_check", sigterm_interrupts=True))

@@ -17,6 +17,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -112,6 +113,13 @@ def _write_one(args) -> int:
     return len(events)
 
 
+def _plain_sigterm() -> None:
+    # forked workers inherit the parent's handlers; a SIGTERM that raised in a worker (see
+    # anonynoise.cli.sigterm_as_interrupt) could leave the pool's queues locked while the
+    # parent terminates it: workers simply die
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def generate_dataset(out: str | os.PathLike, config: DatasetConfig = DatasetConfig(), *,
                      workers: int | None = None, force: bool = False,
                      progress: Callable[[int, int], None] | None = None) -> Path:
@@ -140,7 +148,7 @@ def generate_dataset(out: str | os.PathLike, config: DatasetConfig = DatasetConf
         if workers == 1:
             results = map(_write_one, todo)
         else:
-            pool = multiprocessing.get_context("fork").Pool(workers)
+            pool = multiprocessing.get_context("fork").Pool(workers, _plain_sigterm)
             results = pool.imap_unordered(_write_one, todo, chunksize=2)
         for i, n in enumerate(results):
             counts.append(n)

@@ -214,3 +214,28 @@ def test_synth_commands(tmp_path):
     assert "Traceback" not in proc.stderr
     proc = cli("dataset", tmp_path / "e", "--users", "3", "--test-users", "3")
     assert proc.returncode == 2 and "--test-users" in proc.stderr
+
+
+def test_synth_dataset_stopped_by_sigterm_leaves_no_workers_and_no_partial_folder(
+        tmp_path, processes):
+    import signal
+
+    children, alive = processes
+
+    proc = subprocess.Popen([sys.executable, "-m", "anonynoise", "synth", "dataset",
+                             str(tmp_path / "d"), "--size", "64", "--workers", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    partial = tmp_path / "d" / "DVSGesture.partial"
+    deadline = time.time() + 120
+    while not (partial.is_dir() and any(partial.rglob("*.npy"))) and proc.poll() is None \
+            and time.time() < deadline:
+        time.sleep(0.1)
+    workers = children(proc.pid)
+    assert proc.poll() is None and len(workers) >= 2, "no recordings written by workers"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "anonynoise: interrupted"
+    assert not partial.exists() and not (tmp_path / "d" / "DVSGesture").exists()
+    time.sleep(0.5)
+    assert not alive(workers)

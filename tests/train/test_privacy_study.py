@@ -129,38 +129,26 @@ def test_privacy_report_sweeps_noise_budgets(tmp_path):
             "noise_budget"] == budget
 
 
-def test_sigterm_stops_the_worker_processes_too(tmp_path):
+def test_sigterm_stops_the_worker_processes_too(tmp_path, processes):
     """A run stopped with SIGTERM (a scheduler, a timeout) takes its worker processes with it
     and says so in one line."""
-    import os
     import signal
     import subprocess
     import sys
     import time
 
+    children, alive = processes
     proc = subprocess.Popen([sys.executable, "-m", "train.privacy_report", "--tiny", "--jobs",
                              "2", "--reid-weights", "1", "--data", str(tmp_path / "data"),
                              "--out", str(tmp_path / "r.md"), "--real", str(tmp_path / "none")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-    def children():
-        found = []
-        for pid in os.listdir("/proc"):
-            try:
-                with open(f"/proc/{pid}/stat") as f:
-                    if pid.isdigit() and int(f.read().rsplit(")", 1)[1].split()[1]) == proc.pid:
-                        found.append(int(pid))
-            except (OSError, IndexError, ValueError):
-                pass
-        return found
-
     # the variants' pool (spawned workers training), after the clean nets
     clean = tmp_path / "data" / "seed0" / "clean.json"
     deadline = time.time() + 180
-    while not (clean.is_file() and len(children()) >= 2) and proc.poll() is None \
+    while not (clean.is_file() and len(children(proc.pid)) >= 2) and proc.poll() is None \
             and time.time() < deadline:
         time.sleep(0.2)
-    workers = children()
+    workers = children(proc.pid)
     assert proc.poll() is None and len(workers) >= 2, "the variants' pool never started"
     time.sleep(1.0)  # the workers are importing torch / training
     proc.send_signal(signal.SIGTERM)
@@ -168,9 +156,7 @@ def test_sigterm_stops_the_worker_processes_too(tmp_path):
     assert proc.returncode == 130
     assert err.strip().splitlines()[-1] == "privacy_report: interrupted"
     time.sleep(1.0)
-    alive = [w for w in workers if os.path.exists(f"/proc/{w}") and
-             open(f"/proc/{w}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"]
-    assert not alive
+    assert not alive(workers)
 
 
 def test_render_without_results_is_one_line(tmp_path):
