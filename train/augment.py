@@ -51,7 +51,8 @@ def random_rotation(x: torch.Tensor, generator: torch.Generator,
 
 def random_hflip(x: torch.Tensor, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
     """Mirror each sample left-right with probability p."""
-    flip = (torch.rand(x.shape[0], generator=generator) < p).to(x.device)
+    flip = (torch.rand(x.shape[0], generator=generator) < p).to(x.device,
+                                                                      non_blocking=True)
     return torch.where(flip[:, None, None, None], x.flip(-1), x)
 
 
@@ -86,7 +87,9 @@ def _affine(x: torch.Tensor, angle: torch.Tensor, shift: torch.Tensor) -> torch.
     aspect = w / h
     theta = torch.stack([torch.stack([cos, -sin / aspect, shift[:, 0] * 2 / w], 1),
                          torch.stack([sin * aspect, cos, shift[:, 1] * 2 / h], 1)], 1)
-    grid = F.affine_grid(theta.to(x.dtype).to(x.device), list(x.shape), align_corners=False)
+    # non_blocking: a plain copy to a GPU waits for all its queued work, every step
+    grid = F.affine_grid(theta.to(x.dtype).to(x.device, non_blocking=True), list(x.shape),
+                         align_corners=False)
     return F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
 
 

@@ -93,7 +93,9 @@ def fit_classnet(x, labels: np.ndarray, n_classes: int, reid: bool,
         clean_t = torch.from_numpy(clean)
     opt = torch.optim.Adam(params, lr=config.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
-    y = torch.from_numpy(labels.astype(np.int64))
+    # labels on the device too, and the epoch's loss summed there: a .item() a step would
+    # make the host wait for the GPU every step instead of queueing the next one
+    y = torch.from_numpy(labels.astype(np.int64)).to(device)
     # on a GPU the whole training set lives there: a gather and a host-to-device copy per
     # step cost more than the step of these small nets (no copy at all on the CPU)
     draws_t = [torch.from_numpy(d).to(device) for d in draws]
@@ -110,9 +112,9 @@ def fit_classnet(x, labels: np.ndarray, n_classes: int, reid: bool,
             order = rng.permutation(len(labels))
             batches = [order[k:k + config.batch] for k in range(0, len(labels), config.batch)
                        if len(order[k:k + config.batch]) > 1]
-        total = 0.0
+        total = torch.zeros((), device=device)
         for idx in batches:
-            idx_t = torch.from_numpy(np.asarray(idx)).to(device)
+            idx_t = torch.from_numpy(np.asarray(idx)).to(device, non_blocking=True)
             xb = data[idx_t]
             c = xb.shape[1]
             if denoiser is not None:  # the same augmentation for the pair
@@ -121,7 +123,7 @@ def fit_classnet(x, labels: np.ndarray, n_classes: int, reid: bool,
                 xb = augment(xb, gen)
                 if reid and config.reid_flip:
                     xb = random_hflip(xb, gen)
-            xb, yb = xb.to(device), y[idx].to(device)
+            xb, yb = xb.to(device), y[idx_t]
             loss = 0.0
             if denoiser is not None:
                 xb, target_clean = xb[:, :c], xb[:, c:]
@@ -132,9 +134,9 @@ def fit_classnet(x, labels: np.ndarray, n_classes: int, reid: bool,
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += loss.item() * len(idx)
+            total += loss.detach() * len(idx)
         sched.step()
-        log.info("epoch %d/%d loss %.4f", epoch + 1, config.epochs, total / len(labels))
+        log.info("epoch %d/%d loss %.4f", epoch + 1, config.epochs, total.item() / len(labels))
     net.eval()
     if denoiser is not None:
         return net, denoiser.eval()

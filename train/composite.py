@@ -72,8 +72,8 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
     frozen_target = None
     if config.clean_target_weight > 0:
         frozen_target = copy.deepcopy(target_net).eval().requires_grad_(False)
-    t_all = torch.from_numpy(targets.astype(np.int64))
-    i_all = torch.from_numpy(ids.astype(np.int64))
+    t_all = torch.from_numpy(targets.astype(np.int64)).to(device)
+    i_all = torch.from_numpy(ids.astype(np.int64)).to(device)
     if device.type != "cpu":  # uint8 windows fit on a GPU; gathering there saves a copy a step
         windows = torch.from_numpy(np.ascontiguousarray(windows)).to(device)
     history = []
@@ -81,12 +81,15 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
         for net in (anon, target_net, id_net):
             net.train()
         started, seen = time.time(), 0
-        sums = dict.fromkeys(("loss_anon", "loss_target", "loss_id", "event_rate_ratio"), 0.0)
+        # summed on the device: a .item() a step would stall the queue of GPU work every step
+        sums = {k: torch.zeros((), device=device)
+                for k in ("loss_anon", "loss_target", "loss_id", "event_rate_ratio")}
         for idx in identity_batches(ids, config.per_id, config.batch, rng):
-            batch = windows[torch.from_numpy(idx).to(device)] if torch.is_tensor(windows) \
+            idx_t = torch.from_numpy(idx).to(device, non_blocking=True)
+            batch = windows[idx_t] if torch.is_tensor(windows) \
                 else torch.from_numpy(windows[idx]).to(device)
             x = _augment_clip_windows(batch.float(), gen)
-            target, identity = t_all[idx].to(device), i_all[idx].to(device)
+            target, identity = t_all[idx_t], i_all[idx_t]
             clean = compose_clips(x, config.clip_bins)
             seen_clip = compose_clips(anonymize_windows(anon, x, straight_through=True),
                                       config.clip_bins)
@@ -112,14 +115,14 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
                 o.step()
             n = len(idx)
             seen += n
-            sums["loss_anon"] += loss_a.item() * n
-            sums["loss_target"] += loss_t.item() * n
-            sums["loss_id"] += loss_i.item() * n
             with torch.no_grad():
-                sums["event_rate_ratio"] += float(event_mass(seen_clip).sum()
-                                                  / event_mass(clean).sum().clamp(min=1)) * n
+                sums["loss_anon"] += loss_a * n
+                sums["loss_target"] += loss_t * n
+                sums["loss_id"] += loss_i * n
+                sums["event_rate_ratio"] += (event_mass(seen_clip).sum()
+                                             / event_mass(clean).sum().clamp(min=1)) * n
         sched_a.step()
-        metrics = {"epoch": epoch, **{k: v / max(seen, 1) for k, v in sums.items()},
+        metrics = {"epoch": epoch, **{k: v.item() / max(seen, 1) for k, v in sums.items()},
                    "seconds": round(time.time() - started, 1)}
         history.append(metrics)
         log.info("pipeline epoch %d/%d %s", epoch + 1, config.epochs,
