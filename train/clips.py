@@ -9,6 +9,7 @@ per window and judge per clip without going through event lists.
     recording_windows   a recording cut into windows as the stream cuts it (uint8 counts)
     compose_clips       windows -> clips of `clip_bins` bins (the consumer's re-binning)
     anonymized_clips    windows -> anonymizer per window -> round trip -> clips (no gradient)
+    stream_windows      an anonymizer's output -> what the stream sends (cap, round trip)
 """
 
 from __future__ import annotations
@@ -52,9 +53,17 @@ def anonymize_windows(anon: torch.nn.Module, windows: torch.Tensor,
     (straight-through gradient if asked)."""
     n, w = windows.shape[:2]
     flat = windows.reshape(n * w, *windows.shape[2:])
-    out = cap_event_rate(anon(flat), flat, max_event_ratio)
-    out = straight_through_round_trip(out) if straight_through else event_round_trip(out)
-    return out.reshape(windows.shape)
+    return stream_windows(anon(flat), flat, straight_through, max_event_ratio).reshape(
+        windows.shape)
+
+
+def stream_windows(anonymized: torch.Tensor, windows: torch.Tensor,
+                   straight_through: bool = False,
+                   max_event_ratio: float | None = DEFAULT_MAX_EVENT_RATIO) -> torch.Tensor:
+    """What the stream sends of the anonymizer's output for these (flat) windows: capped in
+    events as the runtime caps it, then the events round trip."""
+    out = cap_event_rate(anonymized, windows, max_event_ratio)
+    return straight_through_round_trip(out) if straight_through else event_round_trip(out)
 
 
 @torch.no_grad()

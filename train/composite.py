@@ -24,7 +24,7 @@ from anonynoise.models import ClassNet
 from anonynoise.models.noise import NoiseAnonNet
 from train.classify import identity_batches
 from train.augment import shift_and_rotate
-from train.clips import anonymize_windows, compose_clips
+from train.clips import compose_clips, stream_windows
 from train.event_domain import event_mass, noise_budget_penalty
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,8 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
         started, seen = time.time(), 0
         # summed on the device: a .item() a step would stall the queue of GPU work every step
         sums = {k: torch.zeros((), device=device)
-                for k in ("loss_anon", "loss_target", "loss_id", "event_rate_ratio")}
+                for k in ("loss_anon", "loss_target", "loss_id", "event_rate_ratio",
+                          "uncapped_event_rate_ratio")}
         for idx in identity_batches(ids, config.per_id, config.batch, rng):
             idx_t = torch.from_numpy(idx).to(device, non_blocking=True)
             batch = windows[idx_t] if torch.is_tensor(windows) \
@@ -91,8 +92,10 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
             x = _augment_clip_windows(batch.float(), gen)
             target, identity = t_all[idx_t], i_all[idx_t]
             clean = compose_clips(x, config.clip_bins)
-            seen_clip = compose_clips(anonymize_windows(anon, x, straight_through=True),
-                                      config.clip_bins)
+            flat = x.reshape(-1, *x.shape[2:])
+            raw = anon(flat)  # one noise draw per window, as the stream
+            seen_clip = compose_clips(stream_windows(raw, flat, straight_through=True)
+                                      .reshape(x.shape), config.clip_bins)
             t_logits, _, _ = target_net(seen_clip)
             i_logits, i_embedding, _ = id_net(seen_clip)
             loss_a = anonymizer_loss(t_logits, target, i_embedding, identity, config.reid_weight,
@@ -102,8 +105,12 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
                 loss_a = loss_a + config.clean_target_weight * target_loss(
                     frozen_target(seen_clip)[0], target)
             if config.noise_budget is not None:
+                # on the anonymizer's own output, before the runtime's cap: the cap's factor
+                # carries no gradient, so the output's scale could grow far past the cap
+                # unseen, and a penalty after the cap never brought it back (every budget of
+                # a sweep ended at the cap, 2.9 events out per event in)
                 loss_a = loss_a + NOISE_BUDGET_WEIGHT * noise_budget_penalty(
-                    seen_clip, clean, config.noise_budget)
+                    raw.reshape(x.shape), x, config.noise_budget)
             loss_t = target_loss(t_logits, target)
             loss_i = reid_loss(i_logits, i_embedding, identity)
             for o in (opt_a, opt_t, opt_i):
@@ -121,6 +128,8 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
                 sums["loss_id"] += loss_i * n
                 sums["event_rate_ratio"] += (event_mass(seen_clip).sum()
                                              / event_mass(clean).sum().clamp(min=1)) * n
+                sums["uncapped_event_rate_ratio"] += (event_mass(raw.reshape(x.shape)).sum()
+                                                      / event_mass(clean).sum().clamp(min=1)) * n
         sched_a.step()
         metrics = {"epoch": epoch, **{k: v.item() / max(seen, 1) for k, v in sums.items()},
                    "seconds": round(time.time() - started, 1)}

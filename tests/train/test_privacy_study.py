@@ -299,3 +299,22 @@ def test_render_of_a_run_with_no_finished_variant_is_one_line(tmp_path):
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "no variant has finished" in lines[0], done.stderr
+
+
+def test_the_noise_budget_binds_the_anonymizers_own_output_not_the_capped_one():
+    # The runtime's cap scales a window down with a factor that carries no gradient. A budget
+    # judged after the cap never saw the output's scale: the nets let it grow to thousands of
+    # times the input's events, the cap drowned the input, and every budget ended at the cap.
+    rng = np.random.default_rng(0)
+    windows = rng.poisson(0.3, (32, 10, 10, 16, 16)).astype(np.uint8)
+    targets, ids = rng.integers(0, 3, 32), np.repeat(np.arange(8), 4)
+    torch.manual_seed(0)
+    anon = LightAnonNet(10, width=8, form="mean_scale")
+    with torch.no_grad():
+        anon.head.bias[10:] = 2.0  # a mean of 2 events a pixel: past the cap from the start
+    nets = [ClassNet("resnet18", 3, 10), ClassNet("resnet18", 8, 10)]
+    history = train_composite(anon, *nets, windows, targets, ids, CompositeConfig(
+        epochs=6, batch=8, reid_weight=0.0, noise_budget=3.0, lr_anon=0.1))
+    assert history[0]["uncapped_event_rate_ratio"] > 3.5
+    assert history[-1]["uncapped_event_rate_ratio"] <= 3.0 * 1.1  # (without the fix: 3484)
+    assert history[-1]["event_rate_ratio"] <= 3.0 * 1.1
