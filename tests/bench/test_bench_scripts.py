@@ -75,3 +75,13 @@ def test_run_all_writes_every_section(tmp_path):
     for script in ("represent.py", "io.py", "models.py", "pipeline.py"):
         assert f"`python bench/{script}`" in text
     assert "FAILED" not in text and "## On a GPU" in text and "dv EdgeMapAccumulator" in text
+
+
+def test_concurrent_training_benchmark_runs_on_the_cpu_tiny():
+    proc = subprocess.run([sys.executable, str(BENCH / "concurrent_training.py"), "--device",
+                           "cpu", "--tiny", "--epochs", "1"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    row = proc.stdout.strip().splitlines()[-1].split("|")
+    assert row[1].strip() == "cpu" and int(row[2]) == 2 and int(row[4]) > 0
+    assert float(row[5]) > 0 and float(row[6]) > 0

@@ -66,13 +66,20 @@ def test_reid_cap_stops_the_push_past_chance():
     assert grad.abs().sum() == 0  # above the cap the Re-ID term gives no gradient
 
 
-def test_composite_pipeline_trains_the_three_nets():
+def _tiny_pipeline(clips: int):
+    """Random windows (clips x 10 windows of 10 x 16 x 16), 3 gestures, 4 clips a person, and
+    fresh nets: the anonymizer, the target net and the Re-ID net."""
     rng = np.random.default_rng(0)
-    windows = rng.poisson(0.3, (16, 10, 10, 16, 16)).astype(np.uint8)
-    targets, ids = rng.integers(0, 3, 16), np.repeat(np.arange(4), 4)
+    windows = rng.poisson(0.3, (clips, 10, 10, 16, 16)).astype(np.uint8)
+    targets, ids = rng.integers(0, 3, clips), np.repeat(np.arange(clips // 4), 4)
     torch.manual_seed(0)
     anon = LightAnonNet(10, width=8, form="mean_scale")
-    nets = [ClassNet("resnet18", 3, 10), ClassNet("resnet18", 4, 10)]
+    nets = [ClassNet("resnet18", 3, 10), ClassNet("resnet18", clips // 4, 10)]
+    return windows, targets, ids, anon, nets
+
+
+def test_composite_pipeline_trains_the_three_nets():
+    windows, targets, ids, anon, nets = _tiny_pipeline(16)
     before = [{k: v.clone() for k, v in n.state_dict().items()} for n in (anon, *nets)]
     history = train_composite(anon, *nets, windows, targets, ids,
                               CompositeConfig(epochs=1, batch=8, reid_cap=4.0,
@@ -305,14 +312,9 @@ def test_the_noise_budget_binds_the_anonymizers_own_output_not_the_capped_one():
     # The runtime's cap scales a window down with a factor that carries no gradient. A budget
     # judged after the cap never saw the output's scale: the nets let it grow to thousands of
     # times the input's events, the cap drowned the input, and every budget ended at the cap.
-    rng = np.random.default_rng(0)
-    windows = rng.poisson(0.3, (32, 10, 10, 16, 16)).astype(np.uint8)
-    targets, ids = rng.integers(0, 3, 32), np.repeat(np.arange(8), 4)
-    torch.manual_seed(0)
-    anon = LightAnonNet(10, width=8, form="mean_scale")
+    windows, targets, ids, anon, nets = _tiny_pipeline(32)
     with torch.no_grad():
         anon.head.bias[10:] = 2.0  # a mean of 2 events a pixel: past the cap from the start
-    nets = [ClassNet("resnet18", 3, 10), ClassNet("resnet18", 8, 10)]
     history = train_composite(anon, *nets, windows, targets, ids, CompositeConfig(
         epochs=6, batch=8, reid_weight=0.0, noise_budget=3.0, lr_anon=0.1))
     assert history[0]["uncapped_event_rate_ratio"] > 3.5
