@@ -143,7 +143,7 @@ def generate_dataset(out: str | os.PathLike, config: DatasetConfig = DatasetConf
         raise AnonyNoiseError(f"{out}: cannot write: {e.strerror or e}") from None
     todo = [(config, str(partial), job) for job in jobs(config)]
     workers = workers or os.cpu_count() or 1
-    counts = []
+    counts, pool = [], None
     try:
         if workers == 1:
             results = map(_write_one, todo)
@@ -154,7 +154,7 @@ def generate_dataset(out: str | os.PathLike, config: DatasetConfig = DatasetConf
             counts.append(n)
             if progress:
                 progress(i + 1, len(todo))
-        if workers != 1:
+        if pool is not None:
             pool.close()
             pool.join()
         manifest = {"generator": "anonynoise.synth", "fingerprint": generator_fingerprint(),
@@ -167,13 +167,14 @@ def generate_dataset(out: str | os.PathLike, config: DatasetConfig = DatasetConf
         if root.exists():
             shutil.rmtree(root)
         partial.rename(root)
-    except OSError as e:
+    except BaseException as e:
+        if pool is not None:  # first: a live worker may still be writing into the folder
+            pool.terminate()  # (it joins the workers)
         shutil.rmtree(partial, ignore_errors=True)
-        raise AnonyNoiseError(f"{out}: cannot write: {e.strerror or e}") from None
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
+        if isinstance(e, OSError):
+            raise AnonyNoiseError(f"{out}: cannot write: {e.strerror or e}") from None
         raise
     finally:
-        if workers != 1 and "pool" in locals():
+        if pool is not None:
             pool.terminate()
     return root
