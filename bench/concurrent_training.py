@@ -25,6 +25,10 @@ import numpy as np
 CLIPS, IDS = 1320, 30  # the study's training clips on every 3 s span, and its people
 
 
+def identities(clips: int) -> np.ndarray:
+    return np.repeat(np.arange(IDS), -(-clips // IDS))[:clips]
+
+
 def train_one(job: tuple) -> float:
     import torch
 
@@ -34,7 +38,7 @@ def train_one(job: tuple) -> float:
     torch.set_num_threads(threads)
     rng = np.random.default_rng(rank)
     x = rng.poisson(0.3, (clips, 10, size, size)).astype(np.float32)
-    ids = np.repeat(np.arange(IDS), -(-clips // IDS))[:clips]
+    ids = identities(clips)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     fit_classnet(x[:64], ids[:64], IDS, True, FitConfig(epochs=1, device=device))  # warm-up
     sync()
@@ -58,8 +62,8 @@ def main(argv=None) -> None:
                                        for r in range(procs)])
     from train.classify import identity_batches
 
-    steps = args.epochs * len(identity_batches(
-        np.repeat(np.arange(IDS), -(-clips // IDS))[:clips], 4, 32, np.random.default_rng(0)))
+    steps = args.epochs * len(identity_batches(identities(clips), 4, 32,
+                                               np.random.default_rng(0)))
     pipe = os.path.join(os.environ.get("CUDA_MPS_PIPE_DIRECTORY", "/tmp/nvidia-mps"), "control")
     mps = ("on" if os.path.exists(pipe) else "off") if args.device.startswith("cuda") else "-"
     print("| device | processes | MPS | steps a process | ms a step, each | steps/s, all |")

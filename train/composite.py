@@ -91,9 +91,9 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
                 else torch.from_numpy(windows[idx]).to(device)
             x = _augment_clip_windows(batch.float(), gen)
             target, identity = t_all[idx_t], i_all[idx_t]
-            clean = compose_clips(x, config.clip_bins)
             flat = x.reshape(-1, *x.shape[2:])
             raw = anon(flat)  # one noise draw per window, as the stream
+            raw_windows = raw.reshape(x.shape)
             seen_clip = compose_clips(stream_windows(raw, flat, straight_through=True)
                                       .reshape(x.shape), config.clip_bins)
             t_logits, _, _ = target_net(seen_clip)
@@ -110,7 +110,7 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
                 # unseen, and a penalty after the cap never brought it back (every budget of
                 # a sweep ended at the cap, 2.9 events out per event in)
                 loss_a = loss_a + NOISE_BUDGET_WEIGHT * noise_budget_penalty(
-                    raw.reshape(x.shape), x, config.noise_budget)
+                    raw_windows, x, config.noise_budget)
             loss_t = target_loss(t_logits, target)
             loss_i = reid_loss(i_logits, i_embedding, identity)
             for o in (opt_a, opt_t, opt_i):
@@ -126,10 +126,9 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
                 sums["loss_anon"] += loss_a * n
                 sums["loss_target"] += loss_t * n
                 sums["loss_id"] += loss_i * n
-                sums["event_rate_ratio"] += (event_mass(seen_clip).sum()
-                                             / event_mass(clean).sum().clamp(min=1)) * n
-                sums["uncapped_event_rate_ratio"] += (event_mass(raw.reshape(x.shape)).sum()
-                                                      / event_mass(clean).sum().clamp(min=1)) * n
+                in_mass = event_mass(x).sum().clamp(min=1)  # the clean clips' events
+                sums["event_rate_ratio"] += event_mass(seen_clip).sum() / in_mass * n
+                sums["uncapped_event_rate_ratio"] += event_mass(raw_windows).sum() / in_mass * n
         sched_a.step()
         metrics = {"epoch": epoch, **{k: v.item() / max(seen, 1) for k, v in sums.items()},
                    "seconds": round(time.time() - started, 1)}

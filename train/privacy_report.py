@@ -437,8 +437,9 @@ def main(argv=None) -> int:
     # the defaults are the committed report's sweep
     ap.add_argument("--reid-weights", type=float, nargs="+", default=[0.3, 1.0])
     ap.add_argument("--noise-budget", "--noise-budgets", type=float, nargs="+", default=[3.0],
-                    help="a penalty keeps the anonymized clip's events under this many times "
-                         "the input's; several values sweep it too (each with every weight)")
+                    help="a penalty keeps the anonymizer's own events (before the runtime's cap) "
+                         "under this many times the input's; several values sweep it too "
+                         "(each with every weight)")
     ap.add_argument("--reid-cap", type=float, default=None,
                     help="cap the Re-ID term at this triplet loss (the margin, 4, is chance)")
     ap.add_argument("--clean-target-weights", "--clean-target-weight", type=float, nargs="+",

@@ -174,7 +174,4 @@ def generate_dataset(out: str | os.PathLike, config: DatasetConfig = DatasetConf
         if isinstance(e, OSError):
             raise AnonyNoiseError(f"{out}: cannot write: {e.strerror or e}") from None
         raise
-    finally:
-        if pool is not None:
-            pool.terminate()
     return root
