@@ -167,7 +167,10 @@ class ViewerWindow(PictureView):
         self.timer.timeout.connect(self._tick)
         self.after_tick = None  # called with the window after each timer tick (run_viewer)
         self.failure: BaseException | None = None
-        self.refresh()
+        # the overlay from the start, but no picture: windows are drawn by ticks only, where
+        # run_viewer's stop rule sees each (a frame drawn here made a one-frame run draw two)
+        now = time.monotonic()
+        self._show_state(source.snapshot(now), now)
 
     def _tick(self) -> None:
         try:
@@ -192,12 +195,16 @@ class ViewerWindow(PictureView):
             self._version, self.session = state.version, header.session
             self.frames_drawn += 1
             drew = True
+        self._show_state(state, now)
+        return drew
+
+    def _show_state(self, state, now: float) -> None:
+        """The overlay and the waiting sign for a receiver state."""
         self.state = state
         stale = is_stale(state, now, self.stale_s)
         if self.waiting.isVisible() != stale:
             self.waiting.setVisible(stale)
         self.set_status(overlay_text(state, now, self.address, self.stale_s))
-        return drew
 
     def _resized(self, size: tuple[int, int]) -> None:
         self.waiting.setPos(size[0] / 2, size[1] / 2)
