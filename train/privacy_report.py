@@ -228,7 +228,7 @@ def write_report(path: Path, plot: Path, config: StudyConfig, results: list[dict
             for r in results for k in keys)
            else "judged after the runtime's cap, which hid the output's scale: a run before "
            "that was fixed") + "), Re-ID term cap "
-        f"{config.pipeline.reid_cap}, and the runtime's "
+        f"{config.cap_of(shipped)}, and the runtime's "
         f"cap of {DEFAULT_MAX_EVENT_RATIO:g} events out per event in, per window, in expectation "
         "(anonynoise.anonymizer.cap_event_rate).",
         "- The clean target weight is the weight of a frozen copy of the clean target net's "
@@ -358,7 +358,8 @@ def _plot(path: Path, config: StudyConfig, results: list[dict], main: str,
                   label="shipped" if key == main else None)
         a.annotate(f"w {v.reid_weight:g}" + (f", clean {v.clean_target_weight:g}"
                                              if v.clean_target_weight else "")
-                   + (f", budget {v.noise_budget:g}" if v.noise_budget is not None else ""),
+                   + (f", budget {v.noise_budget:g}" if v.noise_budget is not None else "")
+                   + (f", cap {v.reid_cap:g}" if v.reid_cap is not None else ""),
                    (x, y), textcoords="offset points", xytext=(6, 8 - 14 * (i % 2)),
                    fontsize=8)
     a.scatter(clean_r1, clean_t, color="C3", marker="*", s=120, label="clean")
@@ -404,15 +405,18 @@ def _clean_target_weights(args) -> list[float]:
 def study_config(args) -> StudyConfig:
     # a results.json from before the budget sweep saved one value
     budgets = args.noise_budget if isinstance(args.noise_budget, list) else [args.noise_budget]
+    caps = getattr(args, "reid_cap", None)  # a results.json from before the cap sweep: one value
+    caps = caps if isinstance(caps, list) else [caps]
     data = DatasetConfig(users=args.users, test_users=args.test_users, reps=2, size=args.size,
                          duration_s=6.0)
     config = StudyConfig(data=data, fit=FitConfig(epochs=args.epochs, device=args.device),
                          pipeline=CompositeConfig(
                              epochs=args.pipeline_epochs, noise_budget=budgets[0],
-                             reid_cap=getattr(args, "reid_cap", None)),
+                             reid_cap=caps[0]),
                          reid_weights=tuple(args.reid_weights),
                          clean_target_weights=tuple(_clean_target_weights(args)),
                          noise_budgets=tuple(budgets) if len(budgets) > 1 else (),
+                         reid_caps=tuple(caps) if len(caps) > 1 else (),
                          # a results.json from before every span was used trained on the first
                          all_spans=not getattr(args, "first_span_only", True),
                          draws=args.draws)
@@ -440,8 +444,9 @@ def main(argv=None) -> int:
                     help="a penalty keeps the anonymizer's own events (before the runtime's cap) "
                          "under this many times the input's; several values sweep it too "
                          "(each with every weight)")
-    ap.add_argument("--reid-cap", type=float, default=None,
-                    help="cap the Re-ID term at this triplet loss (the margin, 4, is chance)")
+    ap.add_argument("--reid-cap", "--reid-caps", type=float, nargs="+", default=None,
+                    help="cap the Re-ID term at this triplet loss (the margin, 4, is chance); "
+                         "several values sweep it too")
     ap.add_argument("--clean-target-weights", "--clean-target-weight", type=float, nargs="+",
                     default=[0.0, 1.0], help="weights of a frozen clean target net's CE in the "
                     "anonymizer's loss (each with every --reid-weights value)")

@@ -53,6 +53,9 @@ class StudyConfig:
     clean_target_weights: tuple[float, ...] = (0.0, 1.0)
     # noise budgets to sweep; empty: pipeline.noise_budget for every variant (keys as before)
     noise_budgets: tuple[float, ...] = ()
+    # caps of the Re-ID term to sweep (anonynoise.losses.anonymizer_loss); empty:
+    # pipeline.reid_cap for every variant
+    reid_caps: tuple[float, ...] = ()
     full_table: bool = True     # every variant gets every attacker (else the first only)
     # train on every clip-long span of the training recordings (two 3 s clips of a 6 s one:
     # clean Re-ID rank-1 0.945 / 0.809 -> 0.973 / 0.845 on seeds 0 / 1), else on the first
@@ -65,12 +68,16 @@ class StudyConfig:
 
     @property
     def variants(self) -> list["Variant"]:
-        return [Variant(w, c, b) for b in (self.noise_budgets or (None,))
+        return [Variant(w, c, b, cap) for cap in (self.reid_caps or (None,))
+                for b in (self.noise_budgets or (None,))
                 for c in self.clean_target_weights for w in self.reid_weights]
 
     def budget_of(self, variant: "Variant") -> float | None:
         return self.pipeline.noise_budget if variant.noise_budget is None \
             else variant.noise_budget
+
+    def cap_of(self, variant: "Variant") -> float | None:
+        return self.pipeline.reid_cap if variant.reid_cap is None else variant.reid_cap
 
     @property
     def clip_windows(self) -> int:
@@ -119,10 +126,11 @@ def _mass(x: np.ndarray) -> float:
 class Variant:
     """One anonymizer training of the sweep: the Re-ID term's weight, the frozen clean
     target net's weight in the anonymizer's loss and, when the sweep has several, the noise
-    budget (None: the pipeline config's)."""
+    budget and the Re-ID term's cap (None: the pipeline config's)."""
     reid_weight: float
     clean_target_weight: float = 0.0
     noise_budget: float | None = None
+    reid_cap: float | None = None
 
     @property
     def key(self) -> str:  # results.json's key (a bare weight, as before the sweep had two)
@@ -131,6 +139,8 @@ class Variant:
             key += f"+clean{float(self.clean_target_weight)}"
         if self.noise_budget is not None:
             key += f"+budget{float(self.noise_budget)}"
+        if self.reid_cap is not None:
+            key += f"+cap{float(self.reid_cap)}"
         return key
 
     @property
@@ -138,18 +148,22 @@ class Variant:
         return f"Re-ID weight {self.reid_weight:g}" + (
             f", clean target weight {self.clean_target_weight:g}"
             if self.clean_target_weight else "") + (
-            f", noise budget {self.noise_budget:g}" if self.noise_budget is not None else "")
+            f", noise budget {self.noise_budget:g}" if self.noise_budget is not None else "") + (
+            f", Re-ID cap {self.reid_cap:g}" if self.reid_cap is not None else "")
 
     @property
-    def order(self) -> tuple[float, float, float]:  # the report's row order
+    def order(self) -> tuple[float, float, float, float]:  # the report's row order
         return (self.reid_weight, self.clean_target_weight,
-                -1.0 if self.noise_budget is None else self.noise_budget)
+                -1.0 if self.noise_budget is None else self.noise_budget,
+                -1.0 if self.reid_cap is None else self.reid_cap)
 
     @classmethod
     def from_key(cls, key: str) -> "Variant":
-        rest, _, b = key.partition("+budget")
+        rest, _, cap = key.partition("+cap")
+        rest, _, b = rest.partition("+budget")
         w, _, c = rest.partition("+clean")
-        return cls(float(w), float(c) if c else 0.0, float(b) if b else None)
+        return cls(float(w), float(c) if c else 0.0, float(b) if b else None,
+                   float(cap) if cap else None)
 
 
 def _seed_data(config: StudyConfig, data_dir: Path, seed_dir: Path) -> dict:
@@ -259,7 +273,8 @@ def study_variant(config: StudyConfig, data_dir: Path, seed_dir: Path, variant: 
                               d["id_clip"], replace(
                                   config.pipeline, reid_weight=variant.reid_weight,
                                   clean_target_weight=variant.clean_target_weight, seed=seed,
-                                  device=device, noise_budget=config.budget_of(variant)))
+                                  device=device, noise_budget=config.budget_of(variant),
+                                  reid_cap=config.cap_of(variant)))
     spans = _spans(config)
     test_spans = anonymized_spans(anon, test_w, spans if main else [n_clip], device=device)
     anon_test = test_spans[n_clip]
@@ -388,6 +403,7 @@ def _save_anonymizer(anon, path: Path, config: StudyConfig, variant: Variant,
               "reid_weight": variant.reid_weight,
               "clean_target_weight": variant.clean_target_weight,
               "noise_budget": config.budget_of(variant),
+              "reid_cap": config.cap_of(variant),
               "config": json.loads(json.dumps(asdict(config), default=str)),
               "metrics": {"event_rate_ratio": row["event_rate_ratio"],
                           "target_top1_pipeline": row["target_top1_pipeline"],

@@ -136,6 +136,25 @@ def test_privacy_report_sweeps_noise_budgets(tmp_path):
             "noise_budget"] == budget
 
 
+def test_privacy_report_sweeps_reid_caps(tmp_path):
+    """Several --reid-caps: one anonymizer each, trained with its own cap of the Re-ID term
+    (the privacy it aims at), a row each, and the shipped one's cap in the configuration."""
+    from train.privacy_report import main
+
+    data, out = tmp_path / "data", tmp_path / "report.md"
+    assert main(["--tiny", "--data", str(data), "--out", str(out), "--real",
+                 str(tmp_path / "none"), "--reid-weights", "3", "--clean-target-weights", "1",
+                 "--reid-caps", "4", "8"]) == 0
+    rows = json.loads((data / "results.json").read_text())["results"][0]["weights"]
+    assert sorted(rows) == ["3.0+clean1.0+cap4.0", "3.0+clean1.0+cap8.0"]
+    text = out.read_text()
+    for cap in (4, 8):
+        assert f"| Re-ID weight 3, clean target weight 1, Re-ID cap {cap} |" in text
+        assert load_checkpoint(data / "seed0" / f"anonymizer-3.0+clean1.0+cap{cap:.1f}.pt"
+                               ).training["reid_cap"] == cap
+    assert "Re-ID term cap 4.0" in text or "Re-ID term cap 8.0" in text
+
+
 def test_sigterm_stops_the_worker_processes_too(tmp_path, processes):
     """A run stopped with SIGTERM (a scheduler, a timeout) takes its worker processes with it
     and says so in one line."""
@@ -212,7 +231,8 @@ def test_variant_keys_round_trip_and_keep_the_old_form():
     from train.privacy_study import StudyConfig, Variant
 
     assert Variant(0.3).key == "0.3" and Variant(1, 1).key == "1.0+clean1.0"  # as before
-    for v in (Variant(0.3), Variant(1.0, 1.0), Variant(0.3, 0.0, 2.0), Variant(1.0, 1.0, 1.5)):
+    for v in (Variant(0.3), Variant(1.0, 1.0), Variant(0.3, 0.0, 2.0), Variant(1.0, 1.0, 1.5),
+              Variant(3.0, 1.0, None, 6.0), Variant(3.0, 0.0, 2.0, 8.0)):
         assert Variant.from_key(v.key) == v
     assert Variant(0.3, 1.0, 2.0).label == ("Re-ID weight 0.3, clean target weight 1, "
                                            "noise budget 2")
@@ -221,6 +241,9 @@ def test_variant_keys_round_trip_and_keep_the_old_form():
             .variants] == ["0.3+clean1.0"]
     swept = StudyConfig(reid_weights=(0.3,), clean_target_weights=(0.0,), noise_budgets=(2, 3))
     assert [v.key for v in swept.variants] == ["0.3+budget2.0", "0.3+budget3.0"]
+    capped = StudyConfig(reid_weights=(3.0,), clean_target_weights=(1.0,), reid_caps=(5, 8))
+    assert [v.key for v in capped.variants] == ["3.0+clean1.0+cap5.0", "3.0+clean1.0+cap8.0"]
+    assert [capped.cap_of(v) for v in capped.variants] == [5, 8]
 
 
 def test_the_nets_train_on_every_span_of_the_training_recordings(tmp_path):
