@@ -41,6 +41,9 @@ class CompositeConfig:
     reid_weight: float = 1.0
     noise_budget: float | None = 3.0
     reid_cap: float | None = None  # see anonynoise.losses.anonymizer_loss
+    # push identities apart only in steps where the pipeline's target net's CE is at most
+    # this: past it the anonymizer only restores the task (see train_composite)
+    target_ce_bound: float | None = None
     clean_target_weight: float = 0.0  # CE of the frozen clean target net on what it sees
     clip_bins: int = 5
     seed: int = 0
@@ -84,7 +87,9 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
         # summed on the device: a .item() a step would stall the queue of GPU work every step
         sums = {k: torch.zeros((), device=device)
                 for k in ("loss_anon", "loss_target", "loss_id", "event_rate_ratio",
-                          "uncapped_event_rate_ratio")}
+                          "uncapped_event_rate_ratio", "reid_active")}
+        if config.target_ce_bound is None:
+            del sums["reid_active"]
         for idx in identity_batches(ids, config.per_id, config.batch, rng):
             idx_t = torch.from_numpy(idx).to(device, non_blocking=True)
             batch = windows[idx_t] if torch.is_tensor(windows) \
@@ -98,7 +103,17 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
                                       .reshape(x.shape), config.clip_bins)
             t_logits, _, _ = target_net(seen_clip)
             i_logits, i_embedding, _ = id_net(seen_clip)
-            loss_a = anonymizer_loss(t_logits, target, i_embedding, identity, config.reid_weight,
+            loss_t = target_loss(t_logits, target)
+            reid_weight = config.reid_weight
+            if config.target_ce_bound is not None:
+                # Without it a sweep of Re-ID caps collapsed: once the push had destroyed the
+                # gesture (the target net at chance), its CE no longer pointed back and the
+                # anonymizer flooded every window with noise up to the budget (gesture 0.15,
+                # attackers 0.15). The Re-ID term is switched off while the task suffers.
+                active = (loss_t.detach() <= config.target_ce_bound).float()
+                reid_weight = reid_weight * active
+                sums["reid_active"] += active * len(idx)
+            loss_a = anonymizer_loss(t_logits, target, i_embedding, identity, reid_weight,
                                      reid_cap=config.reid_cap)
             if frozen_target is not None:
                 # a consumer's off-the-shelf net, trained on clean events, must still work
@@ -111,7 +126,6 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
                 # a sweep ended at the cap, 2.9 events out per event in)
                 loss_a = loss_a + NOISE_BUDGET_WEIGHT * noise_budget_penalty(
                     raw_windows, x, config.noise_budget)
-            loss_t = target_loss(t_logits, target)
             loss_i = reid_loss(i_logits, i_embedding, identity)
             for o in (opt_a, opt_t, opt_i):
                 o.zero_grad(set_to_none=True)

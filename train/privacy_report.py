@@ -228,7 +228,10 @@ def write_report(path: Path, plot: Path, config: StudyConfig, results: list[dict
             for r in results for k in keys)
            else "judged after the runtime's cap, which hid the output's scale: a run before "
            "that was fixed") + "), Re-ID term cap "
-        f"{config.cap_of(shipped)}, and the runtime's "
+        f"{config.cap_of(shipped)}"
+        + (f" and switched off in steps where the pipeline's gesture net's cross-entropy "
+           f"exceeds {config.pipeline.target_ce_bound:g}"
+           if config.pipeline.target_ce_bound is not None else "") + ", and the runtime's "
         f"cap of {DEFAULT_MAX_EVENT_RATIO:g} events out per event in, per window, in expectation "
         "(anonynoise.anonymizer.cap_event_rate).",
         "- The clean target weight is the weight of a frozen copy of the clean target net's "
@@ -412,7 +415,8 @@ def study_config(args) -> StudyConfig:
     config = StudyConfig(data=data, fit=FitConfig(epochs=args.epochs, device=args.device),
                          pipeline=CompositeConfig(
                              epochs=args.pipeline_epochs, noise_budget=budgets[0],
-                             reid_cap=caps[0]),
+                             reid_cap=caps[0],
+                             target_ce_bound=getattr(args, "target_ce_bound", None)),
                          reid_weights=tuple(args.reid_weights),
                          clean_target_weights=tuple(_clean_target_weights(args)),
                          noise_budgets=tuple(budgets) if len(budgets) > 1 else (),
@@ -447,6 +451,10 @@ def main(argv=None) -> int:
     ap.add_argument("--reid-cap", "--reid-caps", type=float, nargs="+", default=None,
                     help="cap the Re-ID term at this triplet loss (the margin, 4, is chance); "
                          "several values sweep it too")
+    ap.add_argument("--target-ce-bound", type=float, default=None,
+                    help="push identities apart only in steps where the pipeline's gesture net's "
+                         "cross-entropy is at most this (keeps the push from destroying the "
+                         "gesture)")
     ap.add_argument("--clean-target-weights", "--clean-target-weight", type=float, nargs="+",
                     default=[0.0, 1.0], help="weights of a frozen clean target net's CE in the "
                     "anonymizer's loss (each with every --reid-weights value)")

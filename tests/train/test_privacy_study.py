@@ -78,6 +78,26 @@ def _tiny_pipeline(clips: int):
     return windows, targets, ids, anon, nets
 
 
+def test_the_target_ce_bound_switches_the_reid_push_off_while_the_task_suffers():
+    """A bound no batch meets trains the anonymizer exactly as a Re-ID weight of 0; a bound
+    every batch meets exactly as no bound."""
+    def anonymizer_after(**config):
+        windows, targets, ids, anon, nets = _tiny_pipeline(16)
+        history = train_composite(anon, *nets, windows, targets, ids,
+                                  CompositeConfig(epochs=1, batch=8, **config))
+        return anon.state_dict(), history[-1]
+
+    never, h_never = anonymizer_after(reid_weight=3.0, target_ce_bound=0.0)
+    off, h_off = anonymizer_after(reid_weight=0.0)
+    always, h_always = anonymizer_after(reid_weight=3.0, target_ce_bound=1e9)
+    free, h_free = anonymizer_after(reid_weight=3.0)
+    assert h_never["reid_active"] == 0 and h_always["reid_active"] == 1
+    assert "reid_active" not in h_free
+    for a, b in ((never, off), (always, free)):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(never[k], always[k]) for k in never)  # the push did something
+
+
 def test_composite_pipeline_trains_the_three_nets():
     windows, targets, ids, anon, nets = _tiny_pipeline(16)
     before = [{k: v.clone() for k, v in n.state_dict().items()} for n in (anon, *nets)]
@@ -144,7 +164,7 @@ def test_privacy_report_sweeps_reid_caps(tmp_path):
     data, out = tmp_path / "data", tmp_path / "report.md"
     assert main(["--tiny", "--data", str(data), "--out", str(out), "--real",
                  str(tmp_path / "none"), "--reid-weights", "3", "--clean-target-weights", "1",
-                 "--reid-caps", "4", "8"]) == 0
+                 "--reid-caps", "4", "8", "--target-ce-bound", "100"]) == 0
     rows = json.loads((data / "results.json").read_text())["results"][0]["weights"]
     assert sorted(rows) == ["3.0+clean1.0+cap4.0", "3.0+clean1.0+cap8.0"]
     text = out.read_text()
@@ -153,6 +173,8 @@ def test_privacy_report_sweeps_reid_caps(tmp_path):
         assert load_checkpoint(data / "seed0" / f"anonymizer-3.0+clean1.0+cap{cap:.1f}.pt"
                                ).training["reid_cap"] == cap
     assert "Re-ID term cap 4.0" in text or "Re-ID term cap 8.0" in text
+    assert "cross-entropy exceeds 100" in text
+    assert all(row["pipeline"]["reid_active"] == 1 for row in rows.values())
 
 
 def test_sigterm_stops_the_worker_processes_too(tmp_path, processes):
