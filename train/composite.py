@@ -85,11 +85,11 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
             net.train()
         started, seen = time.time(), 0
         # summed on the device: a .item() a step would stall the queue of GPU work every step
-        sums = {k: torch.zeros((), device=device)
-                for k in ("loss_anon", "loss_target", "loss_id", "event_rate_ratio",
-                          "uncapped_event_rate_ratio", "reid_active")}
-        if config.target_ce_bound is None:
-            del sums["reid_active"]
+        names = ["loss_anon", "loss_target", "loss_id", "event_rate_ratio",
+                 "uncapped_event_rate_ratio"]
+        if config.target_ce_bound is not None:
+            names.append("reid_active")  # the share of steps with the Re-ID push on
+        sums = {k: torch.zeros((), device=device) for k in names}
         for idx in identity_batches(ids, config.per_id, config.batch, rng):
             idx_t = torch.from_numpy(idx).to(device, non_blocking=True)
             batch = windows[idx_t] if torch.is_tensor(windows) \
@@ -112,7 +112,6 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
                 # attackers 0.15). The Re-ID term is switched off while the task suffers.
                 active = (loss_t.detach() <= config.target_ce_bound).float()
                 reid_weight = reid_weight * active
-                sums["reid_active"] += active * len(idx)
             loss_a = anonymizer_loss(t_logits, target, i_embedding, identity, reid_weight,
                                      reid_cap=config.reid_cap)
             if frozen_target is not None:
@@ -143,6 +142,8 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
                 in_mass = event_mass(x).sum().clamp(min=1)  # the clean clips' events
                 sums["event_rate_ratio"] += event_mass(seen_clip).sum() / in_mass * n
                 sums["uncapped_event_rate_ratio"] += event_mass(raw_windows).sum() / in_mass * n
+                if config.target_ce_bound is not None:
+                    sums["reid_active"] += active * n
         sched_a.step()
         metrics = {"epoch": epoch, **{k: v.item() / max(seen, 1) for k, v in sums.items()},
                    "seconds": round(time.time() - started, 1)}
