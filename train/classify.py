@@ -19,6 +19,7 @@ from torch import nn
 from anonynoise.losses import reid_loss, target_loss
 from anonynoise.metrics import ReidResult, flip_descriptor, reid_evaluate, top1_accuracy
 from anonynoise.models import ClassNet
+from anonynoise.models.classnet import WIDTH
 from train.augment import random_hflip, shift_and_rotate
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ def identity_batches(ids: np.ndarray, per_id: int, batch: int, rng: np.random.Ge
 @dataclass
 class FitConfig:
     network: str = "resnet18"
+    width: int = WIDTH  # first-stage channels (the ResNet's 64; narrower for CPU studies)
     epochs: int = 30
     batch: int = 32
     lr: float = 1e-3
@@ -78,7 +80,7 @@ def fit_classnet(x, labels: np.ndarray, n_classes: int, reid: bool,
     gen = torch.Generator().manual_seed(config.seed)
     device = torch.device(config.device)
     draws = x if isinstance(x, (list, tuple)) else [x]
-    net = ClassNet(config.network, n_classes, draws[0].shape[1])
+    net = ClassNet(config.network, n_classes, draws[0].shape[1], config.width)
     if init is not None:
         state = {k: v for k, v in init.state_dict().items()
                  if not (k.startswith("classifier.") and init.n_classes != n_classes)}

@@ -97,6 +97,10 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
             x = _augment_clip_windows(batch.float(), gen)
             target, identity = t_all[idx_t], i_all[idx_t]
             flat = x.reshape(-1, *x.shape[2:])
+            if device.type == "cpu":
+                # as the runtime: the light net's convolutions are faster channels-last on
+                # the CPU (48x48 windows: 99 instead of 134 ms a clip for the whole step)
+                flat = flat.contiguous(memory_format=torch.channels_last)
             raw = anon(flat)  # one noise draw per window, as the stream
             raw_windows = raw.reshape(x.shape)
             seen_clip = compose_clips(stream_windows(raw, flat, straight_through=True)

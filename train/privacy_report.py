@@ -51,6 +51,7 @@ import torch
 from anonynoise.anonymizer import DEFAULT_MAX_EVENT_RATIO
 from anonynoise.cli import run
 from anonynoise.errors import AnonyNoiseError
+from anonynoise.models.classnet import WIDTH
 from anonynoise.synth.dataset import DatasetConfig
 from train.classify import FitConfig
 from train.composite import CompositeConfig
@@ -241,7 +242,9 @@ def write_report(path: Path, plot: Path, config: StudyConfig, results: list[dict
         "keep the gesture within 10 points of clean; if none does, the one that keeps the "
         "gesture best among those that cut the strongest attacker by at least 50% (else among "
         "all).",
-        f"- Every ClassNet (clean baseline, attackers): {config.fit.network}, "
+        f"- Every ClassNet (clean baseline, attackers): {config.fit.network}"
+        + (f" {config.fit.width} wide (the ResNet's first stage has {WIDTH} channels)"
+           if config.fit.width != WIDTH else "") + ", "
         f"{config.fit.epochs} epochs, Adam {config.fit.lr:g} cosine, batch {config.fit.batch}, "
         "the reference's augmentation; the last epoch is evaluated. Attackers train on "
         f"{config.draws} anonymized draws of the training clips (alternating per epoch). "
@@ -416,7 +419,10 @@ def study_config(args) -> StudyConfig:
     caps = caps if isinstance(caps, list) else [caps]
     data = DatasetConfig(users=args.users, test_users=args.test_users, reps=2, size=args.size,
                          duration_s=6.0)
-    config = StudyConfig(data=data, fit=FitConfig(epochs=args.epochs, device=args.device),
+    # a results.json from before --width and the denoiser flags: the ResNet's width, 32 x 5
+    fit = FitConfig(epochs=args.epochs, device=args.device,
+                    width=getattr(args, "width", WIDTH))
+    config = StudyConfig(data=data, fit=fit,
                          pipeline=CompositeConfig(
                              epochs=args.pipeline_epochs, noise_budget=budgets[0],
                              reid_cap=caps[0],
@@ -427,7 +433,9 @@ def study_config(args) -> StudyConfig:
                          reid_caps=tuple(caps) if len(caps) > 1 else (),
                          # a results.json from before every span was used trained on the first
                          all_spans=not getattr(args, "first_span_only", True),
-                         draws=args.draws)
+                         draws=args.draws,
+                         denoise_width=getattr(args, "denoise_width", 32),
+                         denoise_depth=getattr(args, "denoise_depth", 5))
     if args.tiny:
         config = replace(config, data=replace(data, users=4, test_users=2, size=32,
                                               duration_s=1.0),
@@ -445,6 +453,12 @@ def main(argv=None) -> int:
     ap.add_argument("--test-users", type=int, default=10)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--epochs", type=int, default=45, help="every ClassNet's epochs")
+    ap.add_argument("--width", type=int, default=WIDTH,
+                    help="channels of every ClassNet's first stage (the ResNet's: 64)")
+    ap.add_argument("--denoise-width", type=int, default=32,
+                    help="the denoiser's channels (the reference's DnCNN: 128)")
+    ap.add_argument("--denoise-depth", type=int, default=5,
+                    help="the denoiser's layers (the reference's DnCNN: 15)")
     ap.add_argument("--pipeline-epochs", type=int, default=15)
     # the defaults are the committed report's sweep
     ap.add_argument("--reid-weights", type=float, nargs="+", default=[0.3, 1.0])

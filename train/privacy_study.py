@@ -255,9 +255,10 @@ def study_variant(config: StudyConfig, data_dir: Path, seed_dir: Path, variant: 
     test_w = d["test_w"]
     fit = replace(config.fit, seed=seed)
     saved = torch.load(seed_dir / "clean-nets.pt", map_location="cpu")
-    target_clean = ClassNet(config.fit.network, 11, 2 * BINS)
+    target_clean = ClassNet(config.fit.network, 11, 2 * BINS, config.fit.width)
     target_clean.load_state_dict(saved["target"])
-    reid_clean = ClassNet(config.fit.network, saved["n_ids"], 2 * BINS)
+    reid_clean = ClassNet(config.fit.network, saved["n_ids"], 2 * BINS,
+                          config.fit.width)
     reid_clean.load_state_dict(saved["reid"])
     target_clean, reid_clean = target_clean.to(device).eval(), reid_clean.to(device).eval()
     clean_train = clean_clips(d["clip_w"])

@@ -1,4 +1,5 @@
-"""ClassNet: a ResNet-18/34/50 backbone with the reference's embedding head.
+"""ClassNet: a ResNet-18/34/50 backbone (of the ResNet's width or narrower) with the
+reference's embedding head.
 
 Used as the target-task net, the Re-ID net and the attacker. Written here (no torchvision);
 module names follow torchvision inside the blocks and the reference's ClassNet outside
@@ -19,6 +20,7 @@ from torch import nn
 _DEPTHS = {"resnet18": ("basic", (2, 2, 2, 2)), "resnet34": ("basic", (3, 4, 6, 3)),
            "resnet50": ("bottleneck", (3, 4, 6, 3))}
 EMBEDDING = 512
+WIDTH = 64  # the ResNet's first-stage channels; narrower nets are for CPU-sized studies
 
 
 class BasicBlock(nn.Module):
@@ -69,16 +71,20 @@ def _shortcut(c_in: int, c_out: int, stride: int) -> nn.Module | None:
     return nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
 
 
-def resnet_backbone(network: str, input_channels: int) -> tuple[nn.Sequential, int]:
-    """(Sequential(conv1, bn1, relu, maxpool, layer1..4, avgpool), pooled feature size)."""
+def resnet_backbone(network: str, input_channels: int,
+                    width: int = WIDTH) -> tuple[nn.Sequential, int]:
+    """(Sequential(conv1, bn1, relu, maxpool, layer1..4, avgpool), pooled feature size).
+    `width` is the first stage's channels (64 in the ResNet; the later stages double it)."""
     if network not in _DEPTHS:
         raise ValueError(f"network must be one of {sorted(_DEPTHS)}, got {network!r}")
+    if width < 1:
+        raise ValueError(f"width must be positive, got {width}")
     kind, blocks = _DEPTHS[network]
     block = BasicBlock if kind == "basic" else Bottleneck
-    layers = [nn.Conv2d(input_channels, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64),
+    layers = [nn.Conv2d(input_channels, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width),
               nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)]
-    c_in = 64
-    for stage, (planes, n) in enumerate(zip((64, 128, 256, 512), blocks)):
+    c_in = width
+    for stage, (planes, n) in enumerate(zip((width, 2 * width, 4 * width, 8 * width), blocks)):
         stage_blocks = []
         for i in range(n):
             stage_blocks.append(block(c_in, planes, stride=2 if (i == 0 and stage > 0) else 1))
@@ -103,10 +109,12 @@ class ClassNet(nn.Module):
 
     kind = "classnet"
 
-    def __init__(self, network: str = "resnet50", n_classes: int = 11, input_channels: int = 10):
+    def __init__(self, network: str = "resnet50", n_classes: int = 11, input_channels: int = 10,
+                 width: int = WIDTH):
         super().__init__()
         self.network, self.n_classes, self.input_channels = network, int(n_classes), int(input_channels)
-        self.backbone, self.feature_dim = resnet_backbone(network, input_channels)
+        self.width = int(width)
+        self.backbone, self.feature_dim = resnet_backbone(network, input_channels, self.width)
         self.linear_block = nn.Sequential(nn.Linear(self.feature_dim, EMBEDDING),
                                           nn.BatchNorm1d(EMBEDDING), nn.LeakyReLU(0.5),
                                           nn.Dropout(p=0.5))
@@ -120,8 +128,11 @@ class ClassNet(nn.Module):
         nn.init.zeros_(self.classifier[0].bias)
 
     def arch(self) -> dict:
-        return {"network": self.network, "n_classes": self.n_classes,
+        arch = {"network": self.network, "n_classes": self.n_classes,
                 "input_channels": self.input_channels}
+        if self.width != WIDTH:  # the ResNet's own width is left out: older files match
+            arch["width"] = self.width
+        return arch
 
     def forward(self, x: torch.Tensor):
         pooled = torch.flatten(self.backbone(x), 1)  # flatten, not squeeze: batch 1 stays 2-D
@@ -135,6 +146,9 @@ class ClassNet(nn.Module):
         The first convolution is widened as the reference does: input channel i takes the
         pretrained RGB filter i % 3. The fc layer is ignored.
         """
+        if self.width != WIDTH:
+            raise ValueError(f"ImageNet weights are for the ResNet's width {WIDTH}, this "
+                             f"{self.network} is {self.width} wide")
         if not isinstance(state_dict, dict):
             state_dict = torch.load(state_dict, map_location="cpu", weights_only=True)
         mapped = OrderedDict()

@@ -22,7 +22,8 @@ def same_weights(a, b):
 
 @pytest.mark.parametrize("net", [
     PaperAnonNet(10, noise_std=0.5, form="mean_scale"), LightAnonNet(10, width=8),
-    ClassNet("resnet18", 6, 10), DenoiseNet(10, width=16, depth=5)], ids=lambda n: n.kind)
+    ClassNet("resnet18", 6, 10), ClassNet("resnet18", 6, 10, width=16),
+    DenoiseNet(10, width=16, depth=5)], ids=lambda n: n.kind + "-" + str(n.arch().get("width")))
 def test_save_and_load_gives_the_same_net(tmp_path, net):
     path = save_checkpoint(tmp_path / "n.pt", net, REP,
                            {"stage": "test", "epochs": np.int64(3), "acc": np.float32(0.5)})

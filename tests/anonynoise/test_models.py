@@ -81,6 +81,22 @@ def test_classnet_outputs_and_batch_one_in_eval(network, pooled):
     assert head[3].p == 0.5
 
 
+def test_a_narrow_classnet_scales_every_stage_and_records_its_width():
+    net = ClassNet("resnet18", n_classes=7, input_channels=10, width=16).eval()
+    convs = [m for m in net.backbone.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs[0].out_channels == 16 and convs[-1].out_channels == 128
+    with torch.no_grad():
+        logits, emb, pool = net(torch.rand(2, 10, 48, 48))
+    assert logits.shape == (2, 7) and emb.shape == (2, 512) and pool.shape == (2, 128)
+    # a quarter of the channels: about a sixteenth of the weights of the ResNet's own width
+    assert 15 < n_params(ClassNet("resnet18").backbone) / n_params(net.backbone) < 17
+    assert net.arch()["width"] == 16 and "width" not in ClassNet("resnet18").arch()
+    with pytest.raises(ValueError, match="ImageNet weights are for the ResNet's width 64"):
+        net.load_torchvision({})
+    with pytest.raises(ValueError, match="width must be positive"):
+        ClassNet("resnet18", width=0)
+
+
 def test_classnet_from_torchvision_state_dict_maps_the_first_conv_like_the_reference():
     donor = ClassNet("resnet18", 5, input_channels=3)
     tv = {}  # a torchvision-named state dict built from the donor's backbone
