@@ -205,6 +205,9 @@ def write_report(path: Path, plot: Path, config: StudyConfig, results: list[dict
         f"on {device}. Seeds {', '.join(str(r['seed']) for r in results)}, each a new "
         "synthetic benchmark (new people); numbers are means ± standard deviations over seeds.",
         "", *([note, ""] if note else []),
+        *(["A quick probe (`--quick`), not the report: each variant met one fresh attacker "
+           "(from the clean Re-ID net, with a denoiser) and no temporal averaging.", ""]
+          if config.quick else []),
         "## Configuration", "",
         f"- Synthetic benchmark: {d.users} people ({d.users - d.test_users} train, "
         f"{d.test_users} unseen test), {d.reps} sessions, 11 gestures, {d.duration_s:g} s "
@@ -435,7 +438,8 @@ def study_config(args) -> StudyConfig:
                          all_spans=not getattr(args, "first_span_only", True),
                          draws=args.draws,
                          denoise_width=getattr(args, "denoise_width", 32),
-                         denoise_depth=getattr(args, "denoise_depth", 5))
+                         denoise_depth=getattr(args, "denoise_depth", 5),
+                         quick=getattr(args, "quick", False))
     if args.tiny:
         config = replace(config, data=replace(data, users=4, test_users=2, size=32,
                                               duration_s=1.0),
@@ -498,6 +502,9 @@ def main(argv=None) -> int:
     ap.add_argument("--averaging-only", action="store_true",
                     help="only temporal averaging, for the anonymizers a stopped run saved in "
                          "DATA (then --render)")
+    ap.add_argument("--quick", action="store_true",
+                    help="a probe, not a report: every variant gets one attacker (from the "
+                         "clean Re-ID net, with a denoiser) and no temporal averaging")
     ap.add_argument("--tiny", action="store_true", help="a smoke run (meaningless numbers)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -548,7 +555,7 @@ def main(argv=None) -> int:
         _run_jobs([(study_clean, (c, data_dir, d)) for c, d in seeds],
                   min(args.jobs, len(seeds)))
         variants = config.variants
-        _run_jobs([(study_variant, (c, data_dir, d, v, config.full_table or v == variants[0]))
+        _run_jobs([(study_variant, (c, data_dir, d, v, config.every_attacker(v)))
                    for v in variants for c, d in seeds], args.jobs)
         results = [collect(d, c.data.seed) for c, d in seeds]
         seconds = time.time() - started

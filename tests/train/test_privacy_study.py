@@ -115,9 +115,11 @@ def test_privacy_report_tiny_end_to_end(tmp_path):
 
     data, out, ship = tmp_path / "data", tmp_path / "report.md", tmp_path / "anon.pt"
     args = ["--tiny", "--data", str(data), "--out", str(out), "--real", str(tmp_path / "none"),
-            "--reid-weights", "1", "--ship", str(ship)]
+            "--reid-weights", "1", "--ship", str(ship), "--width", "8"]
     assert main(args) == 0
     text = out.read_text()
+    assert "resnet18 8 wide (the ResNet's first stage has 64 channels)" in text
+    assert torch.load(data / "seed0" / "clean-nets.pt")["reid"]["backbone.0.weight"].shape[0] == 8
     for row in ("| clean |", "fresh attacker scratch + denoiser", "from adversary + denoiser",
                 "## Temporal averaging", "event rate out / in <= 3",
                 "target net post-trained on anonymized clips (the reference's protocol)",
@@ -134,7 +136,8 @@ def test_privacy_report_tiny_end_to_end(tmp_path):
     assert anon.representation.window_us == 50_000
     # the report again from results.json alone
     out.unlink()
-    assert main(args + ["--render"]) == 0 and "| clean |" in out.read_text()
+    assert main(args[:-2] + ["--render"]) == 0 and "| clean |" in out.read_text()
+    assert "8 wide" in out.read_text()  # the width comes back from results.json
 
 
 def test_privacy_report_sweeps_noise_budgets(tmp_path):
@@ -156,18 +159,23 @@ def test_privacy_report_sweeps_noise_budgets(tmp_path):
             "noise_budget"] == budget
 
 
-def test_privacy_report_sweeps_reid_caps(tmp_path):
+def test_a_quick_probe_sweeps_reid_caps(tmp_path):
     """Several --reid-caps: one anonymizer each, trained with its own cap of the Re-ID term
-    (the privacy it aims at), a row each, and the shipped one's cap in the configuration."""
+    (the privacy it aims at), a row each, and the shipped one's cap in the configuration.
+    --quick: every variant (the first too) meets one attacker and no temporal averaging."""
     from train.privacy_report import main
 
     data, out = tmp_path / "data", tmp_path / "report.md"
     assert main(["--tiny", "--data", str(data), "--out", str(out), "--real",
                  str(tmp_path / "none"), "--reid-weights", "3", "--clean-target-weights", "1",
-                 "--reid-caps", "4", "8", "--target-ce-bound", "100"]) == 0
+                 "--reid-caps", "4", "8", "--target-ce-bound", "100", "--quick"]) == 0
     rows = json.loads((data / "results.json").read_text())["results"][0]["weights"]
     assert sorted(rows) == ["3.0+clean1.0+cap4.0", "3.0+clean1.0+cap8.0"]
+    for row in rows.values():
+        assert list(row["attackers"]) == ["from clean + denoiser"] and "averaging" not in row
+        assert 0 <= row["target_top1_post"] <= 1 and 0 <= row["target_top1_post_denoised"] <= 1
     text = out.read_text()
+    assert "A quick probe (`--quick`), not the report" in text
     for cap in (4, 8):
         row, = [line for line in text.splitlines() if line.startswith(
             f"| Re-ID weight 3, clean target weight 1, Re-ID cap {cap} |")]
