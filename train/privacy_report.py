@@ -447,6 +447,9 @@ def study_config(args) -> StudyConfig:
                          pipeline=replace(config.pipeline, epochs=1, batch=8),
                          draws=1, denoise_width=8, denoise_depth=3)
     config.data.check()
+    if min(config.fit.width, config.denoise_width) < 1 or config.denoise_depth < 2:
+        raise AnonyNoiseError("--width and --denoise-width must be at least 1 and "
+                              "--denoise-depth at least 2")
     return config
 
 

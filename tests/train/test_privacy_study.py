@@ -228,6 +228,20 @@ def test_render_without_results_is_one_line(tmp_path):
     assert len(lines) == 1 and "results.json" in lines[0], done.stderr
 
 
+@pytest.mark.parametrize("flag, value", [("--width", "0"), ("--denoise-depth", "1")])
+def test_net_sizes_that_cannot_be_built_are_one_line_before_any_training(tmp_path, flag, value):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "train.privacy_report", "--data",
+                           str(tmp_path), flag, value], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--denoise-depth at least 2" in lines[0], done.stderr
+    assert not any(tmp_path.iterdir())  # no benchmark made, nothing written
+
+
 def _result(clean_t, weights):
     """A results.json entry: clean rank-1 0.9; per weight (attacker rank-1, pipeline target
     top-1, post-trained target top-1 or None)."""
