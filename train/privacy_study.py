@@ -58,7 +58,8 @@ class StudyConfig:
     reid_caps: tuple[float, ...] = ()
     full_table: bool = True     # every variant gets every attacker (else the first only)
     # a probe, not a report: every variant gets one attacker (from the clean Re-ID net, with a
-    # denoiser) and no temporal averaging; about a third of a variant's time on a CPU
+    # denoiser) and no temporal averaging; at 48x48 on the CPU about 21 of a variant's 35
+    # minutes (the pipeline runs either way)
     quick: bool = False
     # train on every clip-long span of the training recordings (two 3 s clips of a 6 s one:
     # clean Re-ID rank-1 0.945 / 0.809 -> 0.973 / 0.845 on seeds 0 / 1), else on the first
