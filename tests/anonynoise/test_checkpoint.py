@@ -99,6 +99,17 @@ def test_non_plain_metadata_is_refused_before_writing(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+
+def test_numpy_metrics_are_saved_as_python_numbers(tmp_path):
+    # np.float64 is a subclass of float, so a metric computed with numpy once slipped through
+    # and the checkpoint was then refused by the weights-only loader
+    record = {"rank1": np.float64(0.5), "n": np.int64(3), "ok": np.bool_(True),
+              "name": np.str_("a"), "per_span": [np.float32(0.25)]}
+    path = save_checkpoint(tmp_path / "m.pt", LightAnonNet(width=8), REP, record)
+    loaded = load_checkpoint(path).training
+    assert loaded == {"rank1": 0.5, "n": 3, "ok": True, "name": "a", "per_span": [0.25]}
+    assert [type(v) for v in loaded.values()][:4] == [float, int, bool, str]
+
 # --- the reference's own state dicts, with its module names and wrapper prefixes
 
 
