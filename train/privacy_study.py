@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from anonynoise.atomic import atomic_output
-from anonynoise.checkpoint import Representation, load_checkpoint, save_checkpoint
+from anonynoise.checkpoint import (Representation, load_checkpoint, load_net,
+                                   save_checkpoint)
 from anonynoise.events import from_dvsgesture_array
 from anonynoise.models import ClassNet, LightAnonNet
 from anonynoise.models.denoise import DenoiseNet
@@ -244,8 +245,11 @@ def study_clean(config: StudyConfig, data_dir: Path, seed_dir: Path) -> dict:
              **_reid(d, reid_clean, clean_test, device)}
     clean["averaging"] = {str(s): _reid(d, reid_clean, c, device)["rank1"]
                           for s, c in clean_spans(d["test_w"], _spans(config)).items()}
-    torch.save({"target": target_clean.cpu().state_dict(), "reid": reid_clean.cpu().state_dict(),
-                "n_ids": len(d["users"])}, seed_dir / "clean-nets.pt")
+    for net, name in ((target_clean, "target"), (reid_clean, "reid")):
+        save_checkpoint(seed_dir / f"clean-{name}.pt", copy.deepcopy(net).cpu(),
+                        _representation(), {"stage": "privacy_report clean baseline",
+                                            "trained_on": "synthetic people only",
+                                            "seed": seed, "metrics": clean})
     write_json(seed_dir / "clean.json", clean)
     log.info("seed %d clean: %s", seed, json.dumps(clean))
     return clean
@@ -262,13 +266,8 @@ def study_variant(config: StudyConfig, data_dir: Path, seed_dir: Path, variant: 
     n_clip = config.clip_windows
     test_w = d["test_w"]
     fit = replace(config.fit, seed=seed)
-    saved = torch.load(seed_dir / "clean-nets.pt", map_location="cpu")
-    target_clean = ClassNet(config.fit.network, 11, 2 * BINS, config.fit.width)
-    target_clean.load_state_dict(saved["target"])
-    reid_clean = ClassNet(config.fit.network, saved["n_ids"], 2 * BINS,
-                          config.fit.width)
-    reid_clean.load_state_dict(saved["reid"])
-    target_clean, reid_clean = target_clean.to(device).eval(), reid_clean.to(device).eval()
+    target_clean, _ = load_net(seed_dir / "clean-target.pt", "classnet", device=device)
+    reid_clean, _ = load_net(seed_dir / "clean-reid.pt", "classnet", device=device)
     clean_train = clean_clips(d["clip_w"])
     clean_test = clean_clips(test_w[:, :n_clip])
     row_file = seed_dir / "rows" / f"{variant.key}.json"
@@ -403,10 +402,16 @@ def collect(seed_dir: Path, seed: int) -> dict | None:
             "weights": rows}
 
 
+def _representation() -> Representation:
+    """What every net of the study sees: a stream window (the anonymizer) or a clip re-binned
+    from windows (the ClassNets), 5 bins x 2 polarities, at any size."""
+    return Representation(bins=BINS, polarities=2, width=None, height=None,
+                          window_us=WINDOW_MS * 1000)
+
+
 def _save_anonymizer(anon, path: Path, config: StudyConfig, variant: Variant,
                      row: dict) -> None:
-    rep = Representation(bins=BINS, polarities=2, width=None, height=None,
-                         window_us=WINDOW_MS * 1000)
+    rep = _representation()
     record = {"stage": "privacy_report", "trained_on": "synthetic people only",
               "command": "python -m " + " ".join(["train.privacy_report", *sys.argv[1:]]),
               "reid_weight": variant.reid_weight,

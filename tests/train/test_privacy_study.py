@@ -119,7 +119,10 @@ def test_privacy_report_tiny_end_to_end(tmp_path):
     assert main(args) == 0
     text = out.read_text()
     assert "resnet18 8 wide (the ResNet's first stage has 64 channels)" in text
-    assert torch.load(data / "seed0" / "clean-nets.pt")["reid"]["backbone.0.weight"].shape[0] == 8
+    reid = load_checkpoint(data / "seed0" / "clean-reid.pt", "classnet")
+    assert reid.arch["width"] == 8 and reid.state_dict["backbone.0.weight"].shape[0] == 8
+    assert reid.training["metrics"]["rank1"] == json.loads(
+        (data / "seed0" / "clean.json").read_text())["rank1"]
     for row in ("| clean |", "fresh attacker scratch + denoiser", "from adversary + denoiser",
                 "## Temporal averaging", "event rate out / in <= 3",
                 "target net post-trained on anonymized clips (the reference's protocol)",
