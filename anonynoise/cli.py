@@ -189,6 +189,9 @@ def cmd_synth_record(args) -> int:
     from anonynoise.synth.gestures import GESTURES
     from anonynoise.synth.scene import LiveScene
 
+    if Path(args.out).suffix.lower() != ".aedat4":  # the writer would not look at the name
+        raise AnonyNoiseError(f"{args.out}: synth record writes .aedat4 (convert it to .npz "
+                              "or .npy afterwards with `anonynoise convert`)")
     scene = LiveScene(args.size, args.size, seed=args.seed, realtime=args.realtime)
     end_us = int(args.seconds * 1e6)
     chunks = -(-end_us // int(scene.chunk_us))  # the chunks that cover [0, end)

@@ -66,8 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --lossless: wait this long for a subscriber before replaying "
                          "(default: forever)")
     ap.add_argument("--record", metavar="OUT.aedat4", help="record the anonymized stream")
-    ap.add_argument("--dv-port", type=int, default=None, help="serve DV's network protocol")
-    ap.add_argument("--dv-host", default="127.0.0.1")
+    ap.add_argument("--dv-port", type=bounded(int, 1, 65535, "--dv-port"), default=None,
+                    help="serve DV's network protocol on this TCP port")
+    ap.add_argument("--dv-host", default="127.0.0.1",
+                    help="the address --dv-port listens on (default 127.0.0.1; any other "
+                         "needs --dv-tls or --insecure)")
     ap.add_argument("--dv-tls", nargs=3, metavar=("CERT", "KEY", "CA"), default=None)
     ap.add_argument("--curve-keys", metavar="DIR", default=None,
                     help="CURVE keys (from `anonynoise-stream keys DIR`) for non-loopback use")
@@ -77,7 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="keep the source's timestamps (default: relative to the stream start)")
     ap.add_argument("--status-every", type=float, default=5.0, metavar="SECONDS",
                     help="status line interval on stderr (0: none)")
-    ap.add_argument("--max-window-events", type=int, default=2_000_000)
+    ap.add_argument("--max-window-events", type=bounded(int, 1, 10**9, "--max-window-events"),
+                    default=2_000_000,
+                    help="a window with more events is thinned to this many, and counted, "
+                         "rather than stalling the stream (default 2,000,000)")
     ap.add_argument("--preview", action="store_true",
                     help="a local window: the raw input next to the anonymized output (a demo "
                          "on this screen; raw events never leave the process)")
@@ -131,7 +137,8 @@ def stream_main(args) -> int:
     if args.preview:  # before opening anything: no display, no stream
         from viewer.app import check_display
 
-        check_display()
+        check_display(instead="leave out --preview (`anonynoise-view` shows the "
+                      "anonymized stream, offscreen with --screenshot)")
     model_path = Path(args.model) if args.model else default_model()
     ckpt = load_checkpoint(model_path, ANONYMIZER_KINDS)
     source = make_source(args)

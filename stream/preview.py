@@ -42,7 +42,7 @@ def run_with_preview(pipeline, width: int, height: int, latest: LatestPair,
     from viewer.app import check_display
     from viewer.window import SideBySideView, qt_app
 
-    check_display()
+    check_display(instead="leave out --preview")
     app = qt_app()
     view = SideBySideView()
     outcome: dict = {}

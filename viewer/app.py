@@ -49,8 +49,9 @@ def check_screenshot_path(path: str) -> None:
         raise AnonyNoiseError(f"{path}: unknown image format (use .png)")
 
 
-def check_display() -> None:
-    """Qt aborts the process when it has no platform to draw on: say so in one line first."""
+def check_display(instead: str = "use --screenshot OUT.png to render offscreen") -> None:
+    """Qt aborts the process when it has no platform to draw on: say so in one line first,
+    with what the calling command can do instead."""
     from pyqtgraph.Qt import QtWidgets
 
     if QtWidgets.QApplication.instance() is not None or os.environ.get("QT_QPA_PLATFORM"):
@@ -58,7 +59,7 @@ def check_display() -> None:
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
                                                  or os.environ.get("WAYLAND_DISPLAY")):
         raise AnonyNoiseError("no display (DISPLAY and WAYLAND_DISPLAY are unset): run it on "
-                              "a desktop, or use --screenshot OUT.png to render offscreen")
+                              f"a desktop, or {instead}")
 
 
 def run_viewer(config: ViewerConfig) -> ViewerResult:

@@ -205,6 +205,9 @@ def test_synth_commands(tmp_path):
     assert proc.returncode == 0, proc.stderr
     ev = read_events(tmp_path / "r.aedat4")
     assert ev.sensor_size == (32, 32) and ev.t[-1] < 500_000 and len(ev) > 100
+    proc = cli("record", tmp_path / "r.txt", "--seconds", "0.1")  # was an .aedat4 named .txt
+    assert proc.returncode == 2 and "synth record writes .aedat4" in proc.stderr
+    assert not (tmp_path / "r.txt").exists() and "Traceback" not in proc.stderr
     proc = cli("dataset", tmp_path / "d", "--users", "2", "--test-users", "1", "--reps", "1",
                "--size", "16", "--duration", "0.2")
     assert proc.returncode == 0, proc.stderr

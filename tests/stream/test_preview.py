@@ -71,4 +71,5 @@ def test_preview_without_a_display_is_one_line(real_file, checkpoint, tmp_path):
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "no display" in lines[0], done.stderr
+    assert "leave out --preview" in lines[0] and "or use --screenshot" not in lines[0]
     assert not (tmp_path / "x.aedat4").exists()  # refused before any output was opened

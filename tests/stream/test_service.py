@@ -352,6 +352,21 @@ def test_bad_input_is_one_line(tmp_path, checkpoint, real_file):
         busy.close()
 
 
+def test_flag_values_out_of_range_are_refused_before_anything_runs(tmp_path, checkpoint):
+    # --dv-port 99999 used to reach dv-processing and end in a cut-off pybind11 message;
+    # --max-window-events 0 ran and dropped every event
+    out = tmp_path / "x.aedat4"
+    for flag, value, message in (("--dv-port", "99999", "--dv-port must be between 1 and 65535"),
+                                 ("--dv-port", "0", "--dv-port must be between 1 and 65535"),
+                                 ("--max-window-events", "0",
+                                  "--max-window-events must be between 1 and")):
+        done = cli("--synthetic", "--model", str(checkpoint), "--publish", "none", "--record",
+                   str(out), flag, value, timeout=60)
+        assert done.returncode == 2, done.stderr
+        assert message in done.stderr.strip().splitlines()[-1], done.stderr
+        assert "Traceback" not in done.stderr and not out.exists()
+
+
 def _light():
     torch.manual_seed(0)
     net = LightAnonNet(10, width=8)
