@@ -18,7 +18,8 @@ def _reference_flags(ap: argparse.ArgumentParser, helper_lr: bool) -> None:
                    help="data loading processes (6; 0 loads in the main process)")
     g.add_argument("--dataset", default=None, choices=DATASETS, required=True,
                    help="dvsg, see, reid (Event-ReId v2) or synth (our synthetic benchmark)")
-    g.add_argument("--dataset_path", default="./data/DVSGesture", help="dataset root")
+    g.add_argument("--dataset_path", default="./data/DVSGesture",
+                   help="dataset root (default ./data/DVSGesture, the reference's)")
     g.add_argument("--network", default=None, choices=NETWORKS,
                    help="ClassNet backbone (resnet50; given weights decide when omitted)")
     g.add_argument("--lr0", default=1e-4, type=float, help="learning rate (1e-4)")
