@@ -110,6 +110,23 @@ def test_composite_pipeline_trains_the_three_nets():
                    if v.dtype.is_floating_point)
 
 
+def test_privacy_report_clean_only_trains_the_baselines_and_nothing_else(tmp_path, capsys):
+    from train.privacy_report import main
+
+    data = tmp_path / "data"
+    assert main(["--tiny", "--clean-only", "--seeds", "0", "2", "--data", str(data),
+                 "--width", "8"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    for seed in (0, 2):  # (--tiny makes the default 0 1 one seed)
+        clean = json.loads((data / f"seed{seed}" / "clean.json").read_text())
+        assert f"seed {seed}: clean Re-ID rank-1 {clean['rank1']:.3f}, gesture top-1 " \
+               f"{clean['target_top1']:.3f}" in printed
+        assert load_checkpoint(data / f"seed{seed}" / "clean-target.pt", "classnet")
+        assert not (data / f"seed{seed}" / "rows").exists()
+    assert not list(data.glob("seed*/anonymizer-*.pt")) and not (data / "results.json").exists()
+    assert printed[-1].startswith("mean: clean Re-ID rank-1 ")
+
+
 def test_privacy_report_tiny_end_to_end(tmp_path):
     from train.privacy_report import main
 
