@@ -123,7 +123,7 @@ class Checkpoint:
 def _plain(value, where: str = "metadata"):
     """Check that value holds only plain Python types (what weights_only loading accepts),
     turning numpy scalars and 0-d tensors into Python numbers."""
-    if value is None or type(value) in (bool, int, float, str):
+    if value is None:
         return value
     for plain in (bool, int, float, str):  # numpy's float64 is a float, yet pickles as numpy
         if isinstance(value, plain):

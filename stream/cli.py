@@ -135,10 +135,10 @@ def stream_main(args) -> int:
     from anonynoise.windower import warm_up
 
     if args.preview:  # before opening anything: no display, no stream
+        from stream.preview import NO_DISPLAY_INSTEAD
         from viewer.app import check_display
 
-        check_display(instead="leave out --preview (`anonynoise-view` shows the "
-                      "anonymized stream, offscreen with --screenshot)")
+        check_display(instead=NO_DISPLAY_INSTEAD)
     model_path = Path(args.model) if args.model else default_model()
     ckpt = load_checkpoint(model_path, ANONYMIZER_KINDS)
     source = make_source(args)

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import threading
 
+# what `anonynoise-stream --preview` says to do where there is no display
+NO_DISPLAY_INSTEAD = ("leave out --preview (`anonynoise-view` shows the anonymized stream, "
+                      "offscreen with --screenshot)")
+
 
 class LatestPair:
     """The newest (raw, anonymized) window; older ones are overwritten, never queued."""
@@ -42,7 +46,7 @@ def run_with_preview(pipeline, width: int, height: int, latest: LatestPair,
     from viewer.app import check_display
     from viewer.window import SideBySideView, qt_app
 
-    check_display(instead="leave out --preview")
+    check_display(instead=NO_DISPLAY_INSTEAD)
     app = qt_app()
     view = SideBySideView()
     outcome: dict = {}

@@ -173,6 +173,11 @@ def _run_jobs(jobs: list[tuple], parallel: int) -> list:
         return pool.map(_job, [(fn, args, threads) for fn, args in jobs], chunksize=1)
 
 
+def _clean_baselines(seeds: list[tuple], data_dir: Path, jobs: int) -> list[dict]:
+    """Every seed's clean nets (a report's first step, --clean-only's only one)."""
+    return _run_jobs([(study_clean, (c, data_dir, d)) for c, d in seeds], min(jobs, len(seeds)))
+
+
 def _stats(values) -> tuple[float, float]:
     values = [v for v in values if v is not None]
     return (float(np.mean(values)), float(np.std(values))) if values else (float("nan"), 0.0)
@@ -527,8 +532,7 @@ def main(argv=None) -> int:
     if args.clean_only:
         config = study_config(args)
         seeds = _seeds(config, args.seeds, data_dir)
-        cleans = _run_jobs([(study_clean, (c, data_dir, d)) for c, d in seeds],
-                           min(args.jobs, len(seeds)))
+        cleans = _clean_baselines(seeds, data_dir, args.jobs)
         for seed, clean in zip(args.seeds, cleans):
             print(f"seed {seed}: clean Re-ID rank-1 {clean['rank1']:.3f}, "
                   f"gesture top-1 {clean['target_top1']:.3f}")
@@ -571,8 +575,7 @@ def main(argv=None) -> int:
         write_json(run_file, {"args": vars(args), "command": command, "device": device,
                               "started": started})
         seeds = _seeds(config, args.seeds, data_dir)
-        _run_jobs([(study_clean, (c, data_dir, d)) for c, d in seeds],
-                  min(args.jobs, len(seeds)))
+        _clean_baselines(seeds, data_dir, args.jobs)
         variants = config.variants
         _run_jobs([(study_variant, (c, data_dir, d, v, config.every_attacker(v)))
                    for v in variants for c, d in seeds], args.jobs)

@@ -246,10 +246,9 @@ def study_clean(config: StudyConfig, data_dir: Path, seed_dir: Path) -> dict:
     clean["averaging"] = {str(s): _reid(d, reid_clean, c, device)["rank1"]
                           for s, c in clean_spans(d["test_w"], _spans(config)).items()}
     for net, name in ((target_clean, "target"), (reid_clean, "reid")):
-        save_checkpoint(seed_dir / f"clean-{name}.pt", copy.deepcopy(net).cpu(),
-                        _representation(), {"stage": "privacy_report clean baseline",
-                                            "trained_on": "synthetic people only",
-                                            "seed": seed, "metrics": clean})
+        save_checkpoint(seed_dir / f"clean-{name}.pt", net, _representation(),
+                        {"stage": "privacy_report clean baseline", "seed": seed,
+                         "trained_on": "synthetic people only", "metrics": clean})
     write_json(seed_dir / "clean.json", clean)
     log.info("seed %d clean: %s", seed, json.dumps(clean))
     return clean
@@ -423,5 +422,5 @@ def _save_anonymizer(anon, path: Path, config: StudyConfig, variant: Variant,
                           "target_top1_pipeline": row["target_top1_pipeline"],
                           "adversary_rank1": row["adversary"]["rank1"]}}
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(path, copy.deepcopy(anon).cpu(), rep, record)
+    save_checkpoint(path, anon, rep, record)  # it copies the weights to the CPU itself
     log.info("saved %s", path)
