@@ -44,6 +44,13 @@ class CompositeConfig:
     # push identities apart only in steps where the pipeline's target net's CE is at most
     # this: past it the anonymizer only restores the task (see train_composite)
     target_ce_bound: float | None = None
+    # with the bound: a multiplier of the Re-ID weight in [0, 1] that follows dual ascent on
+    # the bound (+ this x (bound - CE) a step) instead of the per-step switch
+    bound_dual_lr: float | None = None
+    # updates of the Re-ID net per batch: the extra ones on the same detached clips (the nets
+    # cost 3 of a step's 99 ms a clip, so a stronger in-loop adversary is nearly free)
+    adversary_steps: int = 1
+    lr_adversary: float | None = None  # None: lr_helper, as the reference
     clean_target_weight: float = 0.0  # CE of the frozen clean target net on what it sees
     clip_bins: int = 5
     seed: int = 0
@@ -70,7 +77,8 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
         net.to(device)
     opt_a = torch.optim.Adam(anon.parameters(), lr=config.lr_anon)
     opt_t = torch.optim.Adam(target_net.parameters(), lr=config.lr_helper)
-    opt_i = torch.optim.Adam(id_net.parameters(), lr=config.lr_helper)
+    opt_i = torch.optim.Adam(id_net.parameters(), lr=config.lr_helper
+                             if config.lr_adversary is None else config.lr_adversary)
     sched_a = torch.optim.lr_scheduler.CosineAnnealingLR(opt_a, T_max=config.epochs)
     frozen_target = None
     if config.clean_target_weight > 0:
@@ -79,6 +87,7 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
     i_all = torch.from_numpy(ids.astype(np.int64)).to(device)
     if device.type != "cpu":  # uint8 windows fit on a GPU; gathering there saves a copy a step
         windows = torch.from_numpy(np.ascontiguousarray(windows)).to(device)
+    multiplier = torch.zeros((), device=device)  # dual ascent starts with the push off
     history = []
     for epoch in range(config.epochs):
         for net in (anon, target_net, id_net):
@@ -88,7 +97,8 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
         names = ["loss_anon", "loss_target", "loss_id", "event_rate_ratio",
                  "uncapped_event_rate_ratio"]
         if config.target_ce_bound is not None:
-            names.append("reid_active")  # the share of steps with the Re-ID push on
+            # the share of steps with the Re-ID push on (dual: the multiplier's mean)
+            names.append("reid_active")
         sums = {k: torch.zeros((), device=device) for k in names}
         for idx in identity_batches(ids, config.per_id, config.batch, rng):
             idx_t = torch.from_numpy(idx).to(device, non_blocking=True)
@@ -114,7 +124,14 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
                 # gesture (the target net at chance), its CE no longer pointed back and the
                 # anonymizer flooded every window with noise up to the budget (gesture 0.15,
                 # attackers 0.15). The Re-ID term is switched off while the task suffers.
-                active = (loss_t.detach() <= config.target_ce_bound).float()
+                if config.bound_dual_lr is None:
+                    active = (loss_t.detach() <= config.target_ce_bound).float()
+                else:
+                    # the switch flips with every noisy batch; a multiplier moves by the
+                    # bound's slack, so the push settles where the task holds the bound
+                    active = multiplier
+                    multiplier = (multiplier + config.bound_dual_lr * (
+                        config.target_ce_bound - loss_t.detach())).clamp(0.0, 1.0)
                 reid_weight = reid_weight * active
             loss_a = anonymizer_loss(t_logits, target, i_embedding, identity, reid_weight,
                                      reid_cap=config.reid_cap)
@@ -137,6 +154,12 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
             loss_i.backward(inputs=list(id_net.parameters()))
             for o in (opt_a, opt_t, opt_i):
                 o.step()
+            seen_detached = seen_clip.detach()
+            for _ in range(config.adversary_steps - 1):
+                opt_i.zero_grad(set_to_none=True)
+                logits, embedding, _ = id_net(seen_detached)
+                reid_loss(logits, embedding, identity).backward()
+                opt_i.step()
             n = len(idx)
             seen += n
             with torch.no_grad():

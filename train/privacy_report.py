@@ -238,9 +238,8 @@ def write_report(path: Path, plot: Path, config: StudyConfig, results: list[dict
            else "judged after the runtime's cap, which hid the output's scale: a run before "
            "that was fixed") + "), Re-ID term cap "
         f"{config.cap_of(shipped)}"
-        + (f" and switched off in steps where the pipeline's gesture net's cross-entropy "
-           f"exceeds {config.pipeline.target_ce_bound:g}"
-           if config.pipeline.target_ce_bound is not None else "") + ", and the runtime's "
+        + _bound_text(config.pipeline) + _adversary_text(config.pipeline)
+        + ", and the runtime's "
         f"cap of {DEFAULT_MAX_EVENT_RATIO:g} events out per event in, per window, in expectation "
         "(anonynoise.anonymizer.cap_event_rate).",
         "- The clean target weight is the weight of a frozen copy of the clean target net's "
@@ -349,6 +348,25 @@ def write_report(path: Path, plot: Path, config: StudyConfig, results: list[dict
     _plot(plot, config, results, main, keys)
 
 
+def _bound_text(pipeline: CompositeConfig) -> str:
+    if pipeline.target_ce_bound is None:
+        return ""
+    if pipeline.bound_dual_lr is None:
+        return (" and switched off in steps where the pipeline's gesture net's cross-entropy "
+                f"exceeds {pipeline.target_ce_bound:g}")
+    return (" and scaled by a multiplier in [0, 1] that follows dual ascent on the pipeline's "
+            f"gesture net's cross-entropy bound {pipeline.target_ce_bound:g} (step "
+            f"{pipeline.bound_dual_lr:g})")
+
+
+def _adversary_text(pipeline: CompositeConfig) -> str:
+    if pipeline.adversary_steps == 1 and pipeline.lr_adversary is None:
+        return ""
+    lr = pipeline.lr_helper if pipeline.lr_adversary is None else pipeline.lr_adversary
+    return (f"; the pipeline's adversary updated {pipeline.adversary_steps} times a batch "
+            f"(Adam {lr:g})")
+
+
 def _last_epoch(rows: list[dict], name: str) -> str:
     """A last-epoch pipeline metric over seeds, "-" where it was not logged: the anonymizer's
     own event rate before 2026-11-27 (it was thousands of times the input's, the budget being
@@ -434,7 +452,12 @@ def study_config(args) -> StudyConfig:
                          pipeline=CompositeConfig(
                              epochs=args.pipeline_epochs, noise_budget=budgets[0],
                              reid_cap=caps[0],
-                             target_ce_bound=getattr(args, "target_ce_bound", None)),
+                             target_ce_bound=getattr(args, "target_ce_bound", None),
+                             # a results.json from before these flags: the reference's one
+                             # update a batch at lr_helper, the per-step switch
+                             bound_dual_lr=getattr(args, "bound_dual_lr", None),
+                             adversary_steps=getattr(args, "adversary_steps", 1),
+                             lr_adversary=getattr(args, "adversary_lr", None)),
                          reid_weights=tuple(args.reid_weights),
                          clean_target_weights=tuple(_clean_target_weights(args)),
                          noise_budgets=tuple(budgets) if len(budgets) > 1 else (),
@@ -455,6 +478,12 @@ def study_config(args) -> StudyConfig:
     if min(config.fit.width, config.denoise_width) < 1 or config.denoise_depth < 2:
         raise AnonyNoiseError("--width and --denoise-width must be at least 1 and "
                               "--denoise-depth at least 2")
+    pipeline = config.pipeline
+    if pipeline.adversary_steps < 1:
+        raise AnonyNoiseError("--adversary-steps must be at least 1")
+    if pipeline.bound_dual_lr is not None and (pipeline.target_ce_bound is None
+                                               or pipeline.bound_dual_lr <= 0):
+        raise AnonyNoiseError("--bound-dual-lr needs --target-ce-bound and must be positive")
     return config
 
 
@@ -485,6 +514,14 @@ def main(argv=None) -> int:
                     help="push identities apart only in steps where the pipeline's gesture net's "
                          "cross-entropy is at most this (keeps the push from destroying the "
                          "gesture)")
+    ap.add_argument("--bound-dual-lr", type=float, default=None,
+                    help="with --target-ce-bound: scale the push by a multiplier in [0, 1] that "
+                         "moves by this x (bound - cross-entropy) a step, not a per-step switch")
+    ap.add_argument("--adversary-steps", type=int, default=1,
+                    help="updates of the pipeline's Re-ID net per batch (the reference: 1)")
+    ap.add_argument("--adversary-lr", type=float, default=None,
+                    help="the pipeline's Re-ID net's learning rate (default: the helpers', "
+                         "1e-4, as the reference)")
     ap.add_argument("--clean-target-weights", "--clean-target-weight", type=float, nargs="+",
                     default=[0.0, 1.0], help="weights of a frozen clean target net's CE in the "
                     "anonymizer's loss (each with every --reid-weights value)")

@@ -98,6 +98,57 @@ def test_the_target_ce_bound_switches_the_reid_push_off_while_the_task_suffers()
     assert not all(torch.equal(never[k], always[k]) for k in never)  # the push did something
 
 
+def _pipeline_after(clips: int, **config):
+    windows, targets, ids, anon, nets = _tiny_pipeline(clips)
+    history = train_composite(anon, *nets, windows, targets, ids,
+                              CompositeConfig(epochs=1, batch=8, **config))
+    return [n.state_dict() for n in (anon, *nets)], history[-1]
+
+
+def _same(a: dict, b: dict) -> bool:
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_dual_multiplier_moves_by_the_bounds_slack():
+    """Dual ascent starts with the push off: a bound no batch meets keeps it off (as a Re-ID
+    weight of 0); a bound every batch meets by far, with step 1, opens it fully after the
+    first step (two steps: a mean of 0.5)."""
+    never, h_never = _pipeline_after(16, reid_weight=3.0, target_ce_bound=0.0,
+                                     bound_dual_lr=0.5)
+    off, _ = _pipeline_after(16, reid_weight=0.0)
+    assert h_never["reid_active"] == 0 and _same(never[0], off[0])
+    opened, h_opened = _pipeline_after(16, reid_weight=3.0, target_ce_bound=1e9,
+                                       bound_dual_lr=1.0)
+    assert h_opened["reid_active"] == 0.5 and not _same(opened[0], off[0])
+
+
+def test_extra_adversary_steps_train_the_reid_net_alone():
+    """One batch: more Re-ID updates change the Re-ID net only; its own learning rate (0 here)
+    holds its weights still (batch norm's statistics move in training) while the others
+    train."""
+    one, _ = _pipeline_after(8, reid_weight=1.0)
+    three, _ = _pipeline_after(8, reid_weight=1.0, adversary_steps=3)
+    assert _same(one[0], three[0]) and _same(one[1], three[1])
+    assert not _same(one[2], three[2])
+    frozen, _ = _pipeline_after(8, reid_weight=1.0, adversary_steps=3, lr_adversary=0.0)
+    fresh = dict(_tiny_pipeline(8)[4][1].named_parameters())
+    assert all(torch.equal(frozen[2][k], v) for k, v in fresh.items())
+    assert _same(frozen[0], one[0])
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--adversary-steps", "0"], "--adversary-steps must be at least 1"),
+    (["--bound-dual-lr", "0.1"], "--bound-dual-lr needs --target-ce-bound"),
+])
+def test_privacy_report_refuses_bad_pipeline_flags(tmp_path, flags, message):
+    from anonynoise.errors import AnonyNoiseError
+    from train.privacy_report import main
+
+    with pytest.raises(AnonyNoiseError, match=message):
+        main(["--tiny", "--data", str(tmp_path / "data"), *flags])
+    assert not (tmp_path / "data").exists()  # refused before anything was written
+
+
 def test_composite_pipeline_trains_the_three_nets():
     windows, targets, ids, anon, nets = _tiny_pipeline(16)
     before = [{k: v.clone() for k, v in n.state_dict().items()} for n in (anon, *nets)]
@@ -409,3 +460,26 @@ def test_the_noise_budget_binds_the_anonymizers_own_output_not_the_capped_one():
     assert history[0]["uncapped_event_rate_ratio"] > 3.5
     assert history[-1]["uncapped_event_rate_ratio"] <= 3.0 * 1.1  # (without the fix: 3484)
     assert history[-1]["event_rate_ratio"] <= 3.0 * 1.1
+
+
+def test_a_report_says_how_the_push_and_the_adversary_were_trained(tmp_path):
+    """--bound-dual-lr, --adversary-steps and --adversary-lr reach the pipeline (the saved
+    anonymizer's config) and the report's configuration."""
+    from train.privacy_report import main
+
+    data, out = tmp_path / "data", tmp_path / "report.md"
+    assert main(["--tiny", "--data", str(data), "--out", str(out), "--real",
+                 str(tmp_path / "none"), "--reid-weights", "3", "--clean-target-weights", "1",
+                 "--target-ce-bound", "100", "--bound-dual-lr", "0.2", "--adversary-steps", "2",
+                 "--adversary-lr", "0.001", "--quick"]) == 0
+    text = out.read_text()
+    assert "follows dual ascent on the pipeline's gesture net's cross-entropy bound 100 " \
+           "(step 0.2)" in text
+    assert "the pipeline's adversary updated 2 times a batch (Adam 0.001)" in text
+    pipeline = load_checkpoint(data / "seed0" / "anonymizer-3.0+clean1.0.pt").training[
+        "config"]["pipeline"]
+    assert (pipeline["bound_dual_lr"], pipeline["adversary_steps"],
+            pipeline["lr_adversary"]) == (0.2, 2, 0.001)
+    row = json.loads((data / "results.json").read_text())["results"][0]["weights"][
+        "3.0+clean1.0"]
+    assert 0 < row["pipeline"]["reid_active"] < 1  # the multiplier, opening from 0
