@@ -227,6 +227,8 @@ def write_report(path: Path, plot: Path, config: StudyConfig, results: list[dict
         f"{config.clip_s:g} s of windows into a {BINS}-bin clip, which is what every net below "
         "sees.",
         f"- Anonymizer: LightAnonNet width {config.anon_width}, form {config.anon_form}, "
+        + ("starting as the identity (its output layer zero), "
+           if config.anon_identity_start else "from a default initialisation, ") +
         f"trained by train.composite for {config.pipeline.epochs} epochs (Adam "
         f"{config.pipeline.lr_anon:g}; helpers {config.pipeline.lr_helper:g}) from the clean "
         f"nets, {shipped.label} (chosen by the rule below from "
@@ -467,7 +469,9 @@ def study_config(args) -> StudyConfig:
                          draws=args.draws,
                          denoise_width=getattr(args, "denoise_width", 32),
                          denoise_depth=getattr(args, "denoise_depth", 5),
-                         quick=getattr(args, "quick", False))
+                         quick=getattr(args, "quick", False),
+                         # a results.json from before this flag: a default initialisation
+                         anon_identity_start=not getattr(args, "random_start", True))
     if args.tiny:
         config = replace(config, data=replace(data, users=4, test_users=2, size=32,
                                               duration_s=1.0),
@@ -525,6 +529,9 @@ def main(argv=None) -> int:
     ap.add_argument("--clean-target-weights", "--clean-target-weight", type=float, nargs="+",
                     default=[0.0, 1.0], help="weights of a frozen clean target net's CE in the "
                     "anonymizer's loss (each with every --reid-weights value)")
+    ap.add_argument("--random-start", action="store_true",
+                    help="start the anonymizer from a default initialisation (as every run "
+                         "before 2026-11-27), not as the identity")
     ap.add_argument("--draws", type=int, default=2)
     ap.add_argument("--first-span-only", action="store_true",
                     help="train on the first clip-long span of each training recording only "

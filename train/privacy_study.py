@@ -68,6 +68,9 @@ class StudyConfig:
     draws: int = 2              # anonymized copies of the training set for the attackers
     anon_width: int = 8
     anon_form: str = "mean_scale"
+    # the anonymizer starts as the identity (NoiseAnonNet.start_as_identity), not from a
+    # default initialisation that already destroys the gesture on the stream's windows
+    anon_identity_start: bool = True
     denoise_width: int = 32     # the reference's DnCNN is 128 wide and 15 deep
     denoise_depth: int = 5
 
@@ -275,6 +278,8 @@ def study_variant(config: StudyConfig, data_dir: Path, seed_dir: Path, variant: 
 
     torch.manual_seed(seed)
     anon = LightAnonNet(2 * BINS, form=config.anon_form, width=config.anon_width)
+    if config.anon_identity_start:
+        anon.start_as_identity()
     target_net, adversary = copy.deepcopy(target_clean), copy.deepcopy(reid_clean)
     history = train_composite(anon, target_net, adversary, d["clip_w"], d["t_clip"],
                               d["id_clip"], replace(

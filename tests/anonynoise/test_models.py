@@ -35,6 +35,21 @@ def test_output_is_x_plus_scale_times_the_drawn_noise(cls, form):
     assert torch.allclose(again, out.anonymized, atol=1e-5)
 
 
+@pytest.mark.parametrize("cls", [PaperAnonNet, LightAnonNet])
+def test_a_net_started_as_the_identity_returns_its_input_until_trained(cls):
+    torch.manual_seed(0)
+    net = cls(channels=10, form="mean_scale").start_as_identity()
+    x = torch.rand(2, 10, 21, 34) * 3
+    assert torch.equal(net(x), x)  # whatever noise was drawn
+    fresh = cls(channels=10, form="mean_scale")
+    assert not torch.equal(fresh(x), x)  # a default initialisation is not
+    # one step of any loss moves it (the zero layer gets a gradient, the rest then follows)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    (net(x) - 1).pow(2).mean().backward()
+    opt.step()
+    assert not torch.equal(net(x), x)
+
+
 def test_noise_is_per_pixel_at_full_resolution_in_the_light_net():
     torch.manual_seed(1)
     net = LightAnonNet(channels=10).eval()

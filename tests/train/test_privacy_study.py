@@ -464,7 +464,7 @@ def test_the_noise_budget_binds_the_anonymizers_own_output_not_the_capped_one():
 
 def test_a_report_says_how_the_push_and_the_adversary_were_trained(tmp_path):
     """--bound-dual-lr, --adversary-steps and --adversary-lr reach the pipeline (the saved
-    anonymizer's config) and the report's configuration."""
+    anonymizer's config) and the report's configuration, as does the identity start."""
     from train.privacy_report import main
 
     data, out = tmp_path / "data", tmp_path / "report.md"
@@ -476,8 +476,10 @@ def test_a_report_says_how_the_push_and_the_adversary_were_trained(tmp_path):
     assert "follows dual ascent on the pipeline's gesture net's cross-entropy bound 100 " \
            "(step 0.2)" in text
     assert "the pipeline's adversary updated 2 times a batch (Adam 0.001)" in text
-    pipeline = load_checkpoint(data / "seed0" / "anonymizer-3.0+clean1.0.pt").training[
-        "config"]["pipeline"]
+    assert "starting as the identity (its output layer zero)" in text
+    config = load_checkpoint(data / "seed0" / "anonymizer-3.0+clean1.0.pt").training["config"]
+    pipeline = config["pipeline"]
+    assert config["anon_identity_start"] is True
     assert (pipeline["bound_dual_lr"], pipeline["adversary_steps"],
             pipeline["lr_adversary"]) == (0.2, 2, 0.001)
     row = json.loads((data / "results.json").read_text())["results"][0]["weights"][
