@@ -365,8 +365,8 @@ def _adversary_text(pipeline: CompositeConfig) -> str:
     if pipeline.adversary_steps == 1 and pipeline.lr_adversary is None:
         return ""
     lr = pipeline.lr_helper if pipeline.lr_adversary is None else pipeline.lr_adversary
-    return (f"; the pipeline's adversary updated {pipeline.adversary_steps} times a batch "
-            f"(Adam {lr:g})")
+    times = "once" if pipeline.adversary_steps == 1 else f"{pipeline.adversary_steps} times"
+    return f"; the pipeline's adversary updated {times} a batch (Adam {lr:g})"
 
 
 def _last_epoch(rows: list[dict], name: str) -> str:
