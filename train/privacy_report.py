@@ -485,6 +485,8 @@ def study_config(args) -> StudyConfig:
     pipeline = config.pipeline
     if pipeline.adversary_steps < 1:
         raise AnonyNoiseError("--adversary-steps must be at least 1")
+    if pipeline.lr_adversary is not None and pipeline.lr_adversary < 0:
+        raise AnonyNoiseError("--adversary-lr must not be negative")
     if pipeline.bound_dual_lr is not None and (pipeline.target_ce_bound is None
                                                or pipeline.bound_dual_lr <= 0):
         raise AnonyNoiseError("--bound-dual-lr needs --target-ce-bound and must be positive")

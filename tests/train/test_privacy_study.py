@@ -78,26 +78,6 @@ def _tiny_pipeline(clips: int):
     return windows, targets, ids, anon, nets
 
 
-def test_the_target_ce_bound_switches_the_reid_push_off_while_the_task_suffers():
-    """A bound no batch meets trains the anonymizer exactly as a Re-ID weight of 0; a bound
-    every batch meets exactly as no bound."""
-    def anonymizer_after(**config):
-        windows, targets, ids, anon, nets = _tiny_pipeline(16)
-        history = train_composite(anon, *nets, windows, targets, ids,
-                                  CompositeConfig(epochs=1, batch=8, **config))
-        return anon.state_dict(), history[-1]
-
-    never, h_never = anonymizer_after(reid_weight=3.0, target_ce_bound=0.0)
-    off, h_off = anonymizer_after(reid_weight=0.0)
-    always, h_always = anonymizer_after(reid_weight=3.0, target_ce_bound=1e9)
-    free, h_free = anonymizer_after(reid_weight=3.0)
-    assert h_never["reid_active"] == 0 and h_always["reid_active"] == 1
-    assert "reid_active" not in h_free
-    for a, b in ((never, off), (always, free)):
-        assert all(torch.equal(a[k], b[k]) for k in a)
-    assert not all(torch.equal(never[k], always[k]) for k in never)  # the push did something
-
-
 def _pipeline_after(clips: int, **config):
     windows, targets, ids, anon, nets = _tiny_pipeline(clips)
     history = train_composite(anon, *nets, windows, targets, ids,
@@ -107,6 +87,20 @@ def _pipeline_after(clips: int, **config):
 
 def _same(a: dict, b: dict) -> bool:
     return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_target_ce_bound_switches_the_reid_push_off_while_the_task_suffers():
+    """A bound no batch meets trains the anonymizer exactly as a Re-ID weight of 0; a bound
+    every batch meets exactly as no bound."""
+    (never, *_), h_never = _pipeline_after(16, reid_weight=3.0, target_ce_bound=0.0)
+    (off, *_), h_off = _pipeline_after(16, reid_weight=0.0)
+    (always, *_), h_always = _pipeline_after(16, reid_weight=3.0, target_ce_bound=1e9)
+    (free, *_), h_free = _pipeline_after(16, reid_weight=3.0)
+    assert h_never["reid_active"] == 0 and h_always["reid_active"] == 1
+    assert "reid_active" not in h_free
+    for a, b in ((never, off), (always, free)):
+        assert _same(a, b)
+    assert not _same(never, always)  # the push did something
 
 
 def test_the_dual_multiplier_moves_by_the_bounds_slack():
@@ -138,6 +132,7 @@ def test_extra_adversary_steps_train_the_reid_net_alone():
 
 @pytest.mark.parametrize("flags, message", [
     (["--adversary-steps", "0"], "--adversary-steps must be at least 1"),
+    (["--adversary-lr", "-0.001"], "--adversary-lr must not be negative"),
     (["--bound-dual-lr", "0.1"], "--bound-dual-lr needs --target-ce-bound"),
 ])
 def test_privacy_report_refuses_bad_pipeline_flags(tmp_path, flags, message):
