@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -42,16 +44,18 @@ def reid_loss(logits: torch.Tensor, embedding: torch.Tensor, identity: torch.Ten
 
 
 def anonymizer_loss(target_logits: torch.Tensor, target: torch.Tensor,
-                    id_embedding: torch.Tensor, identity: torch.Tensor,
+                    id_embedding: torch.Tensor | Sequence[torch.Tensor], identity: torch.Tensor,
                     reid_weight: float = 1.0, margin: float = TRIPLET_MARGIN,
                     reid_cap: float | None = None) -> torch.Tensor:
     """The anonymizer's loss: keep the task (CE) and push identities apart in the Re-ID net's
-    embedding (minus the triplet loss); the reference's weight of the Re-ID term is 1.
+    embedding (minus the triplet loss); the reference's weight of the Re-ID term is 1. With
+    several Re-ID nets' embeddings, the push is the mean of their (capped) triplet losses.
 
     The reference leaves the triplet term unbounded: past chance (triplet = margin, same and
     other people equally far) the anonymizer keeps spending the signal on making the Re-ID net
     wrong on purpose. `reid_cap` stops the push there (min(triplet, cap))."""
-    triplet = batch_hard_triplet(id_embedding, identity, margin)
+    embeddings = [id_embedding] if torch.is_tensor(id_embedding) else list(id_embedding)
+    triplets = [batch_hard_triplet(e, identity, margin) for e in embeddings]
     if reid_cap is not None:
-        triplet = triplet.clamp(max=reid_cap)
-    return F.cross_entropy(target_logits, target) - reid_weight * triplet
+        triplets = [t.clamp(max=reid_cap) for t in triplets]
+    return F.cross_entropy(target_logits, target) - reid_weight * torch.stack(triplets).mean()

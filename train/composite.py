@@ -51,6 +51,13 @@ class CompositeConfig:
     # cost 3 of a step's 99 ms a clip, so a stronger in-loop adversary is nearly free)
     adversary_steps: int = 1
     lr_adversary: float | None = None  # None: lr_helper, as the reference
+    # The anonymizer learnt perturbations that fool the one adversary it trains against but
+    # not a fresh attacker (which starts from the clean Re-ID net and learns past them). With
+    # restarts, every in-loop adversary goes back to its starting weights (and a new
+    # optimiser) once an epoch, so it starts where such an attacker does; several adversaries
+    # restart at staggered steps, and the anonymizer pushes against their mean.
+    adversaries: int = 1
+    adversary_restart: bool = False
     clean_target_weight: float = 0.0  # CE of the frozen clean target net on what it sees
     clip_bins: int = 5
     seed: int = 0
@@ -62,6 +69,12 @@ def _augment_clip_windows(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor
     n, w, c, h, wd = x.shape
     flat = shift_and_rotate(x.reshape(n, w * c, h, wd), gen, max(h // 12, 1))
     return flat.reshape(n, w, c, h, wd)
+
+
+def restarts_due(step: int, period: int, count: int) -> list[int]:
+    """Which of `count` adversaries go back to their start at global step `step`: adversary k
+    once every `period` steps, k / count of a period after adversary 0, never at step 0."""
+    return [k for k in range(count) if step > 0 and step % period == k * period // count]
 
 
 def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
@@ -77,8 +90,11 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
         net.to(device)
     opt_a = torch.optim.Adam(anon.parameters(), lr=config.lr_anon)
     opt_t = torch.optim.Adam(target_net.parameters(), lr=config.lr_helper)
-    opt_i = torch.optim.Adam(id_net.parameters(), lr=config.lr_helper
-                             if config.lr_adversary is None else config.lr_adversary)
+    lr_i = config.lr_helper if config.lr_adversary is None else config.lr_adversary
+    # id_net is adversary 0 (trained in place); the others start as copies of it
+    adversaries = [id_net] + [copy.deepcopy(id_net) for _ in range(config.adversaries - 1)]
+    opts_i = [torch.optim.Adam(net.parameters(), lr=lr_i) for net in adversaries]
+    start_state = copy.deepcopy(id_net.state_dict()) if config.adversary_restart else None
     sched_a = torch.optim.lr_scheduler.CosineAnnealingLR(opt_a, T_max=config.epochs)
     frozen_target = None
     if config.clean_target_weight > 0:
@@ -89,10 +105,12 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
         windows = torch.from_numpy(np.ascontiguousarray(windows)).to(device)
     multiplier = torch.zeros((), device=device)  # dual ascent starts with the push off
     history = []
+    step = 0
     for epoch in range(config.epochs):
-        for net in (anon, target_net, id_net):
+        for net in (anon, target_net, *adversaries):
             net.train()
-        started, seen = time.time(), 0
+        started, seen, restarts = time.time(), 0, 0
+        batches = identity_batches(ids, config.per_id, config.batch, rng)  # as many each epoch
         # summed on the device: a .item() a step would stall the queue of GPU work every step
         names = ["loss_anon", "loss_target", "loss_id", "event_rate_ratio",
                  "uncapped_event_rate_ratio"]
@@ -100,7 +118,13 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
             # the share of steps with the Re-ID push on (dual: the multiplier's mean)
             names.append("reid_active")
         sums = {k: torch.zeros((), device=device) for k in names}
-        for idx in identity_batches(ids, config.per_id, config.batch, rng):
+        for idx in batches:
+            if start_state is not None:
+                for k in restarts_due(step, len(batches), len(adversaries)):
+                    adversaries[k].load_state_dict(start_state)
+                    opts_i[k] = torch.optim.Adam(adversaries[k].parameters(), lr=lr_i)
+                    restarts += 1
+            step += 1
             idx_t = torch.from_numpy(idx).to(device, non_blocking=True)
             batch = windows[idx_t] if torch.is_tensor(windows) \
                 else torch.from_numpy(windows[idx]).to(device)
@@ -116,7 +140,7 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
             seen_clip = compose_clips(stream_windows(raw, flat, straight_through=True)
                                       .reshape(x.shape), config.clip_bins)
             t_logits, _, _ = target_net(seen_clip)
-            i_logits, i_embedding, _ = id_net(seen_clip)
+            judged = [net(seen_clip) for net in adversaries]  # (logits, embedding, features)
             loss_t = target_loss(t_logits, target)
             reid_weight = config.reid_weight
             if config.target_ce_bound is not None:
@@ -133,8 +157,8 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
                     multiplier = (multiplier + config.bound_dual_lr * (
                         config.target_ce_bound - loss_t.detach())).clamp(0.0, 1.0)
                 reid_weight = reid_weight * active
-            loss_a = anonymizer_loss(t_logits, target, i_embedding, identity, reid_weight,
-                                     reid_cap=config.reid_cap)
+            loss_a = anonymizer_loss(t_logits, target, [e for _, e, _ in judged], identity,
+                                     reid_weight, reid_cap=config.reid_cap)
             if frozen_target is not None:
                 # a consumer's off-the-shelf net, trained on clean events, must still work
                 loss_a = loss_a + config.clean_target_weight * target_loss(
@@ -146,20 +170,23 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
                 # a sweep ended at the cap, 2.9 events out per event in)
                 loss_a = loss_a + NOISE_BUDGET_WEIGHT * noise_budget_penalty(
                     raw_windows, x, config.noise_budget)
-            loss_i = reid_loss(i_logits, i_embedding, identity)
-            for o in (opt_a, opt_t, opt_i):
+            # each adversary's loss depends on its own weights only, so one backward of the sum
+            loss_i = torch.stack([reid_loss(lg, e, identity) for lg, e, _ in judged]).sum()
+            for o in (opt_a, opt_t, *opts_i):
                 o.zero_grad(set_to_none=True)
             loss_a.backward(inputs=list(anon.parameters()), retain_graph=True)
             loss_t.backward(inputs=list(target_net.parameters()), retain_graph=True)
-            loss_i.backward(inputs=list(id_net.parameters()))
-            for o in (opt_a, opt_t, opt_i):
+            loss_i.backward(inputs=[p for net in adversaries for p in net.parameters()])
+            for o in (opt_a, opt_t, *opts_i):
                 o.step()
+            loss_i = loss_i.detach() / len(adversaries)
             seen_detached = seen_clip.detach()
-            for _ in range(config.adversary_steps - 1):
-                opt_i.zero_grad(set_to_none=True)
-                logits, embedding, _ = id_net(seen_detached)
-                reid_loss(logits, embedding, identity).backward()
-                opt_i.step()
+            for net, opt_i in zip(adversaries, opts_i):
+                for _ in range(config.adversary_steps - 1):
+                    opt_i.zero_grad(set_to_none=True)
+                    logits, embedding, _ = net(seen_detached)
+                    reid_loss(logits, embedding, identity).backward()
+                    opt_i.step()
             n = len(idx)
             seen += n
             with torch.no_grad():
@@ -174,9 +201,11 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
         sched_a.step()
         metrics = {"epoch": epoch, **{k: v.item() / max(seen, 1) for k, v in sums.items()},
                    "seconds": round(time.time() - started, 1)}
+        if start_state is not None:
+            metrics["adversary_restarts"] = restarts
         history.append(metrics)
         log.info("pipeline epoch %d/%d %s", epoch + 1, config.epochs,
                  " ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float)))
-    for net in (anon, target_net, id_net):
+    for net in (anon, target_net, *adversaries):
         net.eval()
     return history

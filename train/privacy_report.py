@@ -362,11 +362,21 @@ def _bound_text(pipeline: CompositeConfig) -> str:
 
 
 def _adversary_text(pipeline: CompositeConfig) -> str:
-    if pipeline.adversary_steps == 1 and pipeline.lr_adversary is None:
+    if (pipeline.adversary_steps == 1 and pipeline.lr_adversary is None
+            and pipeline.adversaries == 1 and not pipeline.adversary_restart):
         return ""
     lr = pipeline.lr_helper if pipeline.lr_adversary is None else pipeline.lr_adversary
     times = "once" if pipeline.adversary_steps == 1 else f"{pipeline.adversary_steps} times"
-    return f"; the pipeline's adversary updated {times} a batch (Adam {lr:g})"
+    if pipeline.adversaries > 1:
+        who = (f"each of the pipeline's {pipeline.adversaries} adversaries (the push is against "
+               "their mean)")
+    else:
+        who = "the pipeline's adversary"
+    restart = ("; each restarted from the clean Re-ID net once an epoch, at staggered steps"
+               if pipeline.adversaries > 1 and pipeline.adversary_restart else
+               "; restarted from the clean Re-ID net once an epoch"
+               if pipeline.adversary_restart else "")
+    return f"; {who} updated {times} a batch (Adam {lr:g}){restart}"
 
 
 def _last_epoch(rows: list[dict], name: str) -> str:
@@ -459,7 +469,9 @@ def study_config(args) -> StudyConfig:
                              # update a batch at lr_helper, the per-step switch
                              bound_dual_lr=getattr(args, "bound_dual_lr", None),
                              adversary_steps=getattr(args, "adversary_steps", 1),
-                             lr_adversary=getattr(args, "adversary_lr", None)),
+                             lr_adversary=getattr(args, "adversary_lr", None),
+                             adversaries=getattr(args, "adversaries", 1),
+                             adversary_restart=getattr(args, "adversary_restart", False)),
                          reid_weights=tuple(args.reid_weights),
                          clean_target_weights=tuple(_clean_target_weights(args)),
                          noise_budgets=tuple(budgets) if len(budgets) > 1 else (),
@@ -487,6 +499,12 @@ def study_config(args) -> StudyConfig:
         raise AnonyNoiseError("--adversary-steps must be at least 1")
     if pipeline.lr_adversary is not None and pipeline.lr_adversary < 0:
         raise AnonyNoiseError("--adversary-lr must not be negative")
+    if pipeline.adversaries < 1:
+        raise AnonyNoiseError("--adversaries must be at least 1")
+    if pipeline.adversaries > 1 and not pipeline.adversary_restart:
+        # copies of one net trained on the same batches stay the same net
+        raise AnonyNoiseError("--adversaries above 1 needs --adversary-restart (without "
+                              "staggered restarts the copies stay identical)")
     if pipeline.bound_dual_lr is not None and (pipeline.target_ce_bound is None
                                                or pipeline.bound_dual_lr <= 0):
         raise AnonyNoiseError("--bound-dual-lr needs --target-ce-bound and must be positive")
@@ -528,6 +546,13 @@ def main(argv=None) -> int:
     ap.add_argument("--adversary-lr", type=float, default=None,
                     help="the pipeline's Re-ID net's learning rate (default: the helpers', "
                          "1e-4, as the reference)")
+    ap.add_argument("--adversaries", type=int, default=1,
+                    help="in-pipeline Re-ID nets the anonymizer pushes against (their mean); "
+                         "above 1 needs --adversary-restart")
+    ap.add_argument("--adversary-restart", action="store_true",
+                    help="send every in-pipeline Re-ID net back to the clean Re-ID net once an "
+                         "epoch (several: at staggered steps), so the anonymizer is judged by "
+                         "adversaries that start where a fresh attacker does")
     ap.add_argument("--clean-target-weights", "--clean-target-weight", type=float, nargs="+",
                     default=[0.0, 1.0], help="weights of a frozen clean target net's CE in the "
                     "anonymizer's loss (each with every --reid-weights value)")

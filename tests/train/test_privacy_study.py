@@ -14,7 +14,7 @@ from anonynoise.losses import anonymizer_loss
 from anonynoise.models import ClassNet, LightAnonNet
 from anonynoise.represent import events_to_counts
 from train.clips import anonymized_clips, clean_clips, compose_clips, recording_windows
-from train.composite import CompositeConfig, train_composite
+from train.composite import CompositeConfig, restarts_due, train_composite
 
 
 def random_events(n=5000, duration_us=1_000_000, size=16, seed=0):
@@ -130,8 +130,49 @@ def test_extra_adversary_steps_train_the_reid_net_alone():
     assert _same(frozen[0], one[0])
 
 
+def test_restarts_are_once_a_period_each_and_staggered():
+    due = {k: [s for s in range(31) if k in restarts_due(s, 10, 2)] for k in range(2)}
+    assert due == {0: [10, 20, 30], 1: [5, 15, 25]}
+    assert [s for s in range(31) if restarts_due(s, 10, 1)] == [10, 20, 30]
+    assert restarts_due(0, 10, 3) == []  # every adversary starts where it was given
+
+
+def test_the_push_against_several_adversaries_is_their_mean():
+    torch.manual_seed(0)
+    logits, target = torch.randn(8, 11), torch.randint(0, 11, (8,))
+    a, b = torch.randn(8, 16) * 3, torch.randn(8, 16) * 3
+    ids = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    ce = torch.nn.functional.cross_entropy(logits, target)
+    one = [ce - anonymizer_loss(logits, target, e, ids, 1.0) for e in (a, b)]
+    both = ce - anonymizer_loss(logits, target, [a, b], ids, 1.0)
+    assert both.item() == pytest.approx((one[0] + one[1]).item() / 2, abs=1e-5)
+    assert one[0].item() != pytest.approx(one[1].item())
+
+
+def test_restarted_adversaries_go_back_to_the_clean_reid_net():
+    """Two epochs of 2 batches: adversary 0 restarts at the second epoch's start, adversary 1
+    half an epoch after each of its starts; with the adversary's rate 0 a restart changes
+    nothing, so the anonymizer trains as with one adversary that never restarts."""
+    def run(**config):
+        windows, targets, ids, anon, nets = _tiny_pipeline(16)
+        history = train_composite(anon, *nets, windows, targets, ids,
+                                  CompositeConfig(epochs=2, batch=8, reid_weight=1.0, **config))
+        return [n.state_dict() for n in (anon, *nets)], history
+    plain, _ = run()
+    restarted, history = run(adversary_restart=True)
+    assert [h["adversary_restarts"] for h in history] == [0, 1]
+    assert not _same(plain[2], restarted[2])  # the Re-ID net went back and trained again
+    _, history = run(adversaries=2, adversary_restart=True)
+    assert [h["adversary_restarts"] for h in history] == [1, 2]
+    still, _ = run(lr_adversary=0.0)
+    still_restarted, _ = run(adversaries=1, adversary_restart=True, lr_adversary=0.0)
+    assert _same(still[0], still_restarted[0])
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--adversary-steps", "0"], "--adversary-steps must be at least 1"),
+    (["--adversaries", "0"], "--adversaries must be at least 1"),
+    (["--adversaries", "2"], "--adversaries above 1 needs --adversary-restart"),
     (["--adversary-lr", "-0.001"], "--adversary-lr must not be negative"),
     (["--bound-dual-lr", "0.1"], "--bound-dual-lr needs --target-ce-bound"),
 ])
@@ -458,25 +499,29 @@ def test_the_noise_budget_binds_the_anonymizers_own_output_not_the_capped_one():
 
 
 def test_a_report_says_how_the_push_and_the_adversary_were_trained(tmp_path):
-    """--bound-dual-lr, --adversary-steps and --adversary-lr reach the pipeline (the saved
-    anonymizer's config) and the report's configuration, as does the identity start."""
+    """--bound-dual-lr, --adversary-steps, --adversary-lr, --adversaries and
+    --adversary-restart reach the pipeline (the saved anonymizer's config) and the report's
+    configuration, as does the identity start."""
     from train.privacy_report import main
 
     data, out = tmp_path / "data", tmp_path / "report.md"
     assert main(["--tiny", "--data", str(data), "--out", str(out), "--real",
                  str(tmp_path / "none"), "--reid-weights", "3", "--clean-target-weights", "1",
                  "--target-ce-bound", "100", "--bound-dual-lr", "0.2", "--adversary-steps", "2",
-                 "--adversary-lr", "0.001", "--quick"]) == 0
+                 "--adversary-lr", "0.001", "--adversaries", "2", "--adversary-restart",
+                 "--quick"]) == 0
     text = out.read_text()
     assert "follows dual ascent on the pipeline's gesture net's cross-entropy bound 100 " \
            "(step 0.2)" in text
-    assert "the pipeline's adversary updated 2 times a batch (Adam 0.001)" in text
+    assert ("each of the pipeline's 2 adversaries (the push is against their mean) updated 2 "
+            "times a batch (Adam 0.001); each restarted from the clean Re-ID net once an "
+            "epoch, at staggered steps") in text
     assert "starting as the identity (its output layer zero)" in text
     config = load_checkpoint(data / "seed0" / "anonymizer-3.0+clean1.0.pt").training["config"]
     pipeline = config["pipeline"]
     assert config["anon_identity_start"] is True
-    assert (pipeline["bound_dual_lr"], pipeline["adversary_steps"],
-            pipeline["lr_adversary"]) == (0.2, 2, 0.001)
+    assert (pipeline["bound_dual_lr"], pipeline["adversary_steps"], pipeline["lr_adversary"],
+            pipeline["adversaries"], pipeline["adversary_restart"]) == (0.2, 2, 0.001, 2, True)
     row = json.loads((data / "results.json").read_text())["results"][0]["weights"][
         "3.0+clean1.0"]
     assert 0 < row["pipeline"]["reid_active"] < 1  # the multiplier, opening from 0
