@@ -372,10 +372,11 @@ def _adversary_text(pipeline: CompositeConfig) -> str:
                "their mean)")
     else:
         who = "the pipeline's adversary"
-    restart = ("; each restarted from the clean Re-ID net once an epoch, at staggered steps"
-               if pipeline.adversaries > 1 and pipeline.adversary_restart else
-               "; restarted from the clean Re-ID net once an epoch"
-               if pipeline.adversary_restart else "")
+    restart = ""
+    if pipeline.adversary_restart:
+        several = pipeline.adversaries > 1
+        restart = (f"; {'each ' if several else ''}restarted from the clean Re-ID net once an "
+                   f"epoch{', at staggered steps' if several else ''}")
     return f"; {who} updated {times} a batch (Adam {lr:g}){restart}"
 
 

@@ -78,11 +78,17 @@ def _tiny_pipeline(clips: int):
     return windows, targets, ids, anon, nets
 
 
-def _pipeline_after(clips: int, **config):
+def _pipeline_run(clips: int, epochs: int = 1, **config):
+    """The three nets' weights after training on _tiny_pipeline, and the per-epoch history."""
     windows, targets, ids, anon, nets = _tiny_pipeline(clips)
     history = train_composite(anon, *nets, windows, targets, ids,
-                              CompositeConfig(epochs=1, batch=8, **config))
-    return [n.state_dict() for n in (anon, *nets)], history[-1]
+                              CompositeConfig(epochs=epochs, batch=8, **config))
+    return [n.state_dict() for n in (anon, *nets)], history
+
+
+def _pipeline_after(clips: int, **config):
+    states, history = _pipeline_run(clips, **config)
+    return states, history[-1]
 
 
 def _same(a: dict, b: dict) -> bool:
@@ -154,10 +160,7 @@ def test_restarted_adversaries_go_back_to_the_clean_reid_net():
     half an epoch after each of its starts; with the adversary's rate 0 a restart changes
     nothing, so the anonymizer trains as with one adversary that never restarts."""
     def run(**config):
-        windows, targets, ids, anon, nets = _tiny_pipeline(16)
-        history = train_composite(anon, *nets, windows, targets, ids,
-                                  CompositeConfig(epochs=2, batch=8, reid_weight=1.0, **config))
-        return [n.state_dict() for n in (anon, *nets)], history
+        return _pipeline_run(16, epochs=2, reid_weight=1.0, **config)
     plain, _ = run()
     restarted, history = run(adversary_restart=True)
     assert [h["adversary_restarts"] for h in history] == [0, 1]
