@@ -373,10 +373,10 @@ def _adversary_text(pipeline: CompositeConfig) -> str:
     else:
         who = "the pipeline's adversary"
     restart = ""
-    if pipeline.adversary_restart:
-        several = pipeline.adversaries > 1
-        restart = (f"; {'each ' if several else ''}restarted from the clean Re-ID net once an "
-                   f"epoch{', at staggered steps' if several else ''}")
+    if pipeline.adversary_restart and pipeline.adversaries > 1:
+        restart = "; each restarted from the clean Re-ID net once an epoch, at staggered steps"
+    elif pipeline.adversary_restart:
+        restart = "; restarted from the clean Re-ID net once an epoch"
     return f"; {who} updated {times} a batch (Adam {lr:g}){restart}"
 
 
