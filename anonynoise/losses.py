@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -41,6 +42,17 @@ def reid_loss(logits: torch.Tensor, embedding: torch.Tensor, identity: torch.Ten
               margin: float = TRIPLET_MARGIN) -> torch.Tensor:
     """The Re-ID net's loss: cross-entropy on identities plus the batch-hard triplet loss."""
     return F.cross_entropy(logits, identity) + batch_hard_triplet(embedding, identity, margin)
+
+
+def confusion_loss(id_logits: torch.Tensor) -> torch.Tensor:
+    """KL(uniform || softmax(id_logits)) averaged over the batch: 0 where the Re-ID net's
+    posterior over the training identities is uniform, growing as it singles anyone out.
+
+    Pushing a Re-ID net's loss up (the triplet term) can be won by making it confidently
+    wrong, a relabelling a fresh attacker learns back; this term is won only by a net that
+    cannot tell the identities apart, and it stops there by itself (no cap needed)."""
+    log_p = F.log_softmax(id_logits, dim=1)
+    return (-log_p.mean(dim=1) - math.log(id_logits.shape[1])).mean()
 
 
 def anonymizer_loss(target_logits: torch.Tensor, target: torch.Tensor,

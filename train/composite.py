@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from anonynoise.losses import anonymizer_loss, reid_loss, target_loss
+from anonynoise.losses import anonymizer_loss, confusion_loss, reid_loss, target_loss
 from anonynoise.models import ClassNet
 from anonynoise.models.noise import NoiseAnonNet
 from train.classify import identity_batches
@@ -41,6 +41,10 @@ class CompositeConfig:
     reid_weight: float = 1.0
     noise_budget: float | None = 3.0
     reid_cap: float | None = None  # see anonynoise.losses.anonymizer_loss
+    # the anonymizer's Re-ID term: "triplet" (the reference: minus the adversary's triplet
+    # loss) or "confusion" (the adversary's posterior over identities pushed to uniform,
+    # anonynoise.losses.confusion_loss)
+    reid_push: str = "triplet"
     # push identities apart only in steps where the pipeline's target net's CE is at most
     # this: past it the anonymizer only restores the task (see train_composite)
     target_ce_bound: float | None = None
@@ -157,8 +161,12 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
                     multiplier = (multiplier + config.bound_dual_lr * (
                         config.target_ce_bound - loss_t.detach())).clamp(0.0, 1.0)
                 reid_weight = reid_weight * active
-            loss_a = anonymizer_loss(t_logits, target, [e for _, e, _ in judged], identity,
-                                     reid_weight, reid_cap=config.reid_cap)
+            if config.reid_push == "confusion":
+                loss_a = target_loss(t_logits, target) + reid_weight * torch.stack(
+                    [confusion_loss(lg) for lg, _, _ in judged]).mean()
+            else:
+                loss_a = anonymizer_loss(t_logits, target, [e for _, e, _ in judged],
+                                         identity, reid_weight, reid_cap=config.reid_cap)
             if frozen_target is not None:
                 # a consumer's off-the-shelf net, trained on clean events, must still work
                 loss_a = loss_a + config.clean_target_weight * target_loss(

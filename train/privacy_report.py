@@ -465,6 +465,8 @@ def study_config(args) -> StudyConfig:
                          pipeline=CompositeConfig(
                              epochs=args.pipeline_epochs, noise_budget=budgets[0],
                              reid_cap=caps[0],
+                             # a results.json from before --reid-push: the triplet
+                             reid_push=getattr(args, "reid_push", "triplet"),
                              target_ce_bound=getattr(args, "target_ce_bound", None),
                              # a results.json from before these flags: the reference's one
                              # update a batch at lr_helper, the per-step switch
@@ -496,6 +498,10 @@ def study_config(args) -> StudyConfig:
         raise AnonyNoiseError("--width and --denoise-width must be at least 1 and "
                               "--denoise-depth at least 2")
     pipeline = config.pipeline
+    if pipeline.reid_push == "confusion" and (pipeline.reid_cap is not None
+                                              or config.reid_caps):
+        raise AnonyNoiseError("--reid-cap caps the triplet push; the confusion push stops at "
+                              "chance by itself (drop --reid-cap or --reid-push confusion)")
     if pipeline.adversary_steps < 1:
         raise AnonyNoiseError("--adversary-steps must be at least 1")
     if pipeline.lr_adversary is not None and pipeline.lr_adversary < 0:
@@ -535,6 +541,9 @@ def main(argv=None) -> int:
     ap.add_argument("--reid-cap", "--reid-caps", type=float, nargs="+", default=None,
                     help="cap the Re-ID term at this triplet loss (the margin, 4, is chance); "
                          "several values sweep it too")
+    ap.add_argument("--reid-push", choices=["triplet", "confusion"], default="triplet",
+                    help="the anonymizer's Re-ID term: minus the adversary's triplet loss (the "
+                         "reference) or its posterior over identities pushed to uniform")
     ap.add_argument("--target-ce-bound", type=float, default=None,
                     help="push identities apart only in steps where the pipeline's gesture net's "
                          "cross-entropy is at most this (keeps the push from destroying the "

@@ -10,7 +10,7 @@ import torch
 from anonynoise.anonymizer import Anonymizer
 from anonynoise.checkpoint import load_checkpoint
 from anonynoise.events import make_events
-from anonynoise.losses import anonymizer_loss
+from anonynoise.losses import anonymizer_loss, confusion_loss
 from anonynoise.models import ClassNet, LightAnonNet
 from anonynoise.represent import events_to_counts
 from train.clips import anonymized_clips, clean_clips, compose_clips, recording_windows
@@ -64,6 +64,16 @@ def test_reid_cap_stops_the_push_past_chance():
     assert free.item() < capped.item()
     grad, = torch.autograd.grad(capped, emb)
     assert grad.abs().sum() == 0  # above the cap the Re-ID term gives no gradient
+
+
+def test_confusion_loss_is_zero_at_a_uniform_posterior_and_kl_from_it_elsewhere():
+    assert confusion_loss(torch.full((3, 5), 7.0)).item() == pytest.approx(0.0, abs=1e-6)
+    # one sample, 2 identities, p = (0.8, 0.2): KL(uniform || p) = -log(2) - (log .8 + log .2) / 2
+    logits = torch.log(torch.tensor([[0.8, 0.2]])).requires_grad_()
+    value = confusion_loss(logits)
+    assert value.item() == pytest.approx(-np.log(2) - (np.log(0.8) + np.log(0.2)) / 2, abs=1e-6)
+    grad, = torch.autograd.grad(value, logits)  # d/dz = p - 1/C: lowers the confident logit
+    assert grad[0].tolist() == pytest.approx([0.8 - 0.5, 0.2 - 0.5], abs=1e-6)
 
 
 def _tiny_pipeline(clips: int):
@@ -172,7 +182,21 @@ def test_restarted_adversaries_go_back_to_the_clean_reid_net():
     assert _same(still[0], still_restarted[0])
 
 
+def test_the_confusion_push_trains_the_anonymizer_on_the_adversarys_posterior():
+    """Weight 0 is the same training whichever push; with weight, the confusion push trains
+    a different anonymizer from the triplet push (and the cap, a triplet matter, is moot)."""
+    (zero_t, *_), _ = _pipeline_after(16, reid_weight=0.0)
+    (zero_c, *_), _ = _pipeline_after(16, reid_weight=0.0, reid_push="confusion")
+    (triplet, *_), _ = _pipeline_after(16, reid_weight=3.0)
+    (confusion, *_), _ = _pipeline_after(16, reid_weight=3.0, reid_push="confusion")
+    (capped, *_), _ = _pipeline_after(16, reid_weight=3.0, reid_push="confusion", reid_cap=0.1)
+    assert _same(zero_t, zero_c)
+    assert not _same(confusion, zero_c) and not _same(confusion, triplet)
+    assert _same(confusion, capped)
+
+
 @pytest.mark.parametrize("flags, message", [
+    (["--reid-push", "confusion", "--reid-cap", "8"], "the confusion push stops at chance"),
     (["--adversary-steps", "0"], "--adversary-steps must be at least 1"),
     (["--adversaries", "0"], "--adversaries must be at least 1"),
     (["--adversaries", "2"], "--adversaries above 1 needs --adversary-restart"),
