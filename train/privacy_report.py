@@ -238,8 +238,10 @@ def write_report(path: Path, plot: Path, config: StudyConfig, results: list[dict
             "uncapped_event_rate_ratio" in r["weights"][k]["pipeline"]
             for r in results for k in keys)
            else "judged after the runtime's cap, which hid the output's scale: a run before "
-           "that was fixed") + "), Re-ID term cap "
-        f"{config.cap_of(shipped)}"
+           "that was fixed") + "), "
+        + ("Re-ID term the adversary's posterior over identities pushed to uniform "
+           "(anonynoise.losses.confusion_loss)" if config.pipeline.reid_push == "confusion"
+           else f"Re-ID term cap {config.cap_of(shipped)}")
         + _bound_text(config.pipeline) + _adversary_text(config.pipeline)
         + ", and the runtime's "
         f"cap of {DEFAULT_MAX_EVENT_RATIO:g} events out per event in, per window, in expectation "

@@ -321,6 +321,20 @@ def test_a_quick_probe_sweeps_reid_caps(tmp_path):
     assert all(row["pipeline"]["reid_active"] == 1 for row in rows.values())
 
 
+def test_a_quick_probe_with_the_confusion_push_says_so_and_records_it(tmp_path):
+    from train.privacy_report import main
+
+    data, out = tmp_path / "data", tmp_path / "report.md"
+    assert main(["--tiny", "--data", str(data), "--out", str(out), "--real",
+                 str(tmp_path / "none"), "--reid-weights", "3", "--clean-target-weights", "1",
+                 "--reid-push", "confusion", "--quick"]) == 0
+    text = out.read_text()
+    assert "Re-ID term the adversary's posterior over identities pushed to uniform" in text
+    assert "Re-ID term cap" not in text
+    saved = load_checkpoint(data / "seed0" / "anonymizer-3.0+clean1.0.pt")
+    assert saved.training["config"]["pipeline"]["reid_push"] == "confusion"
+
+
 def test_sigterm_stops_the_worker_processes_too(tmp_path, processes):
     """A run stopped with SIGTERM (a scheduler, a timeout) takes its worker processes with it
     and says so in one line."""
