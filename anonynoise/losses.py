@@ -58,14 +58,25 @@ def confusion_loss(id_logits: torch.Tensor) -> torch.Tensor:
 def anonymizer_loss(target_logits: torch.Tensor, target: torch.Tensor,
                     id_embedding: torch.Tensor | Sequence[torch.Tensor], identity: torch.Tensor,
                     reid_weight: float = 1.0, margin: float = TRIPLET_MARGIN,
-                    reid_cap: float | None = None) -> torch.Tensor:
+                    reid_cap: float | None = None, push: str = "triplet",
+                    id_logits: torch.Tensor | Sequence[torch.Tensor] | None = None
+                    ) -> torch.Tensor:
     """The anonymizer's loss: keep the task (CE) and push identities apart in the Re-ID net's
     embedding (minus the triplet loss); the reference's weight of the Re-ID term is 1. With
     several Re-ID nets' embeddings, the push is the mean of their (capped) triplet losses.
 
     The reference leaves the triplet term unbounded: past chance (triplet = margin, same and
     other people equally far) the anonymizer keeps spending the signal on making the Re-ID net
-    wrong on purpose. `reid_cap` stops the push there (min(triplet, cap))."""
+    wrong on purpose. `reid_cap` stops the push there (min(triplet, cap)).
+
+    `push="confusion"` replaces minus the triplet term by plus the Re-ID nets' mean
+    `confusion_loss` of `id_logits`, which stops at chance by itself (`reid_cap` unused)."""
+    if push == "confusion":
+        logits = [id_logits] if torch.is_tensor(id_logits) else list(id_logits)
+        return F.cross_entropy(target_logits, target) + reid_weight * torch.stack(
+            [confusion_loss(lg) for lg in logits]).mean()
+    if push != "triplet":
+        raise ValueError(f"unknown Re-ID push {push!r} (triplet or confusion)")
     embeddings = [id_embedding] if torch.is_tensor(id_embedding) else list(id_embedding)
     triplets = [batch_hard_triplet(e, identity, margin) for e in embeddings]
     if reid_cap is not None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from anonynoise.losses import anonymizer_loss, confusion_loss, reid_loss, target_loss
+from anonynoise.losses import anonymizer_loss, reid_loss, target_loss
 from anonynoise.models import ClassNet
 from anonynoise.models.noise import NoiseAnonNet
 from train.classify import identity_batches
@@ -161,12 +161,10 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
                     multiplier = (multiplier + config.bound_dual_lr * (
                         config.target_ce_bound - loss_t.detach())).clamp(0.0, 1.0)
                 reid_weight = reid_weight * active
-            if config.reid_push == "confusion":
-                loss_a = target_loss(t_logits, target) + reid_weight * torch.stack(
-                    [confusion_loss(lg) for lg, _, _ in judged]).mean()
-            else:
-                loss_a = anonymizer_loss(t_logits, target, [e for _, e, _ in judged],
-                                         identity, reid_weight, reid_cap=config.reid_cap)
+            loss_a = anonymizer_loss(t_logits, target, [e for _, e, _ in judged], identity,
+                                     reid_weight, reid_cap=config.reid_cap,
+                                     push=config.reid_push,
+                                     id_logits=[lg for lg, _, _ in judged])
             if frozen_target is not None:
                 # a consumer's off-the-shelf net, trained on clean events, must still work
                 loss_a = loss_a + config.clean_target_weight * target_loss(

@@ -500,8 +500,7 @@ def study_config(args) -> StudyConfig:
         raise AnonyNoiseError("--width and --denoise-width must be at least 1 and "
                               "--denoise-depth at least 2")
     pipeline = config.pipeline
-    if pipeline.reid_push == "confusion" and (pipeline.reid_cap is not None
-                                              or config.reid_caps):
+    if pipeline.reid_push == "confusion" and pipeline.reid_cap is not None:  # or --reid-caps
         raise AnonyNoiseError("--reid-cap caps the triplet push; the confusion push stops at "
                               "chance by itself (drop --reid-cap or --reid-push confusion)")
     if pipeline.adversary_steps < 1:

@@ -74,6 +74,12 @@ def test_confusion_loss_is_zero_at_a_uniform_posterior_and_kl_from_it_elsewhere(
     assert value.item() == pytest.approx(-np.log(2) - (np.log(0.8) + np.log(0.2)) / 2, abs=1e-6)
     grad, = torch.autograd.grad(value, logits)  # d/dz = p - 1/C: lowers the confident logit
     assert grad[0].tolist() == pytest.approx([0.8 - 0.5, 0.2 - 0.5], abs=1e-6)
+    target_logits, target = torch.randn(1, 3), torch.tensor([1])
+    assert anonymizer_loss(target_logits, target, torch.zeros(1, 4), torch.tensor([0]), 2.0,
+                           push="confusion", id_logits=logits).item() == pytest.approx(
+        torch.nn.functional.cross_entropy(target_logits, target).item() + 2 * value.item())
+    with pytest.raises(ValueError, match="unknown Re-ID push"):
+        anonymizer_loss(target_logits, target, torch.zeros(1, 4), torch.tensor([0]), push="x")
 
 
 def _tiny_pipeline(clips: int):
