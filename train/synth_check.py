@@ -93,10 +93,18 @@ def shortcut_reid(test_f, users, targets, query) -> float:
     return hits / max(int(query.sum()), 1)
 
 
-def evaluate_seed(config: DatasetConfig, fit: FitConfig, data_dir: Path, task: bool = True):
+def evaluate_seed(config: DatasetConfig, fit: FitConfig, data_dir: Path, task: bool = True,
+                  transform=None, draws: int = 1):
+    """Gesture and Re-ID nets trained and evaluated on one seed's benchmark; with `transform`
+    (a train.controls.ClipTransform) on its transformed clips, `draws` draws of the training
+    clips where the transform is random."""
     root = dataset(data_dir, config)
     x_train, rec_train = load_split(root, "train")
     x_test, rec_test = load_split(root, "test")
+    if transform is not None:
+        rng = np.random.default_rng(1000 + config.seed)
+        x_train = [transform(x_train, rng) for _ in range(draws if transform.random else 1)]
+        x_test = transform(x_test, rng)
     t_train = np.array([r.target for r in rec_train])
     t_test = np.array([r.target for r in rec_test])
     u_train = np.array([r.user for r in rec_train])
@@ -109,7 +117,8 @@ def evaluate_seed(config: DatasetConfig, fit: FitConfig, data_dir: Path, task: b
     files = np.arange(len(rec_test))
     result = {"seed": config.seed, "train_recordings": len(rec_train),
               "test_recordings": len(rec_test)}
-    f_train, f_test = shortcut_features(x_train), shortcut_features(x_test)
+    f_train = shortcut_features(x_train[0] if isinstance(x_train, list) else x_train)
+    f_test = shortcut_features(x_test)
     if task:
         net = fit_classnet(x_train, t_train, 11, reid=False, config=replace(fit, seed=config.seed))
         result["target_top1"] = target_accuracy(net, x_test, t_test)
@@ -124,12 +133,12 @@ def evaluate_seed(config: DatasetConfig, fit: FitConfig, data_dir: Path, task: b
 
 def _job(job):
     torch.set_num_threads(1)  # one training per core beats two threads per training
-    config, fit, data_dir, task = job
-    return evaluate_seed(config, fit, data_dir, task)
+    return evaluate_seed(*job)
 
 
 def run_jobs(jobs, processes: int):
-    """Each (config, fit, data_dir, task) evaluated, in `processes` parallel processes."""
+    """Each (config, fit, data_dir, task[, transform, draws]) evaluated, in `processes`
+    parallel processes."""
     if processes <= 1:
         return [evaluate_seed(*job) for job in jobs]
     import multiprocessing

@@ -1,0 +1,85 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from anonynoise.errors import AnonyNoiseError
+from train.controls import ClipTransform, binarize, block_means, random_warp
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def clips(n=3, c=10, size=16, seed=0):
+    return np.random.default_rng(seed).poisson(0.5, (n, c, size, size)).astype(np.float32)
+
+
+def test_block_means_keeps_counts_and_flattens_each_block():
+    x = clips()
+    out = block_means(x, 4)
+    assert out.shape == x.shape
+    np.testing.assert_allclose(out.sum((2, 3)), x.sum((2, 3)), rtol=1e-5)
+    np.testing.assert_allclose(out[0, 0, :4, :4], x[0, 0, :4, :4].mean())
+    np.testing.assert_allclose(out[2, 9, 12:, 4:8], x[2, 9, 12:, 4:8].mean(), rtol=1e-6)
+
+
+def test_binarize_keeps_where_not_how_many():
+    x = np.array([[[[0, 1, 5], [2, 0, 0]]]], np.float32)
+    assert binarize(x).tolist() == [[[[0, 1, 1], [1, 0, 0]]]]
+
+
+def test_a_warp_of_no_strength_is_the_identity():
+    x = clips()
+    np.testing.assert_allclose(random_warp(x, np.random.default_rng(0), 0.0, 0.0), x,
+                               atol=1e-5)
+
+
+def test_a_warp_moves_events_keeps_their_count_and_moves_every_channel_alike():
+    x = clips(n=2, c=2)
+    x[:, 1] = x[:, 0]  # two identical channels must stay identical: one warp per sample
+    x[1] = x[0]  # two identical samples get different warps
+    out = random_warp(x, np.random.default_rng(1), 0.4, 0.25)
+    np.testing.assert_allclose(out.sum((1, 2, 3)), x.sum((1, 2, 3)), rtol=1e-5)
+    np.testing.assert_allclose(out[:, 1], out[:, 0])
+    assert np.abs(out[0] - x[0]).sum() > 0.2 * x[0].sum()
+    assert np.abs(out[0] - out[1]).sum() > 0.1 * x[0].sum()
+
+
+def test_a_chain_applies_left_to_right_and_says_when_it_is_random():
+    x = clips()
+    rng = np.random.default_rng(0)
+    assert not ClipTransform("bin+pool").random and ClipTransform("warp+bin").random
+    np.testing.assert_array_equal(ClipTransform("bin+pool")(x, rng),
+                                  block_means(binarize(x), 4))
+    np.testing.assert_array_equal(ClipTransform("none")(x, rng), x)
+
+
+def test_bad_transforms_are_refused():
+    with pytest.raises(AnonyNoiseError, match="unknown transform step 'blur'"):
+        ClipTransform("pool+blur").check(48)
+    with pytest.raises(AnonyNoiseError, match="divide --size 48"):
+        ClipTransform("pool", pool=5).check(48)
+    ClipTransform("warp+bin+pool").check(48)
+
+
+def test_controls_smoke_run_writes_a_report(tmp_path):
+    out = tmp_path / "controls.md"
+    proc = subprocess.run([sys.executable, "-m", "train.controls", "--tiny", "--transforms",
+                           "none", "warp+bin+pool", "--out", str(out), "--data",
+                           str(tmp_path / "data")], capture_output=True, text=True,
+                          timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| ")]
+    assert [r.split(" | ")[0] for r in rows[1:]] == ["| none", "| warp+bin+pool"]
+    assert rows[2].endswith("% |")  # the change relative to no transform
+
+
+def test_controls_refuses_an_unknown_step_in_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "train.controls", "--transforms", "blur",
+                           "--data", str(tmp_path / "data")], capture_output=True, text=True,
+                          timeout=120, cwd=REPO)
+    assert proc.returncode != 0
+    assert "unknown transform step 'blur'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "data").exists()  # refused before any benchmark was generated

@@ -1,0 +1,227 @@
+"""Fixed, non-learned transforms as controls: what does a transform that learns nothing buy
+against a fresh attacker who trains on its output?
+
+    python -m train.controls --jobs 2          # the published controls (docs/privacy-controls.md)
+    python -m train.controls --cues head clothing motion --transforms none pool \\
+        --out runs/controls/no-body.md         # people who differ in all but body proportions
+    python -m train.controls --tiny            # a smoke run for the test suite
+
+For each seed and transform it trains, on the synthetic benchmark's transformed clips (the
+reference's representation: whole sample, 5 bins x 2 polarities), a gesture net and a Re-ID
+net from scratch, both as train.synth_check does, and reports gesture top-1 and Re-ID rank-1
+on the transformed clips of the unseen test people, beside the untransformed baseline
+("none"). The Re-ID net is a fresh attacker that knows the transform: a random transform is
+drawn anew for every training clip, `--draws` times (one draw per epoch, alternating).
+
+Transforms, joined by "+" and applied left to right, each on a whole clip:
+
+    pool   means over `--pool` x `--pool` blocks, spread back over the block (a coarser
+           picture at the same size; the events' count is kept)
+    bin    1 where a pixel had an event in a bin and polarity, else 0 (no count, so no
+           contrast: how many events an edge makes depends on the brightness step)
+    warp   a random smooth warp held for the whole clip: an anisotropic scale (each axis
+           by a factor in [1 / (1 + s), 1 + s], log-uniform; s = `--warp-scale`) and a
+           displacement field drawn on a `--warp-grid` x `--warp-grid` lattice (normal,
+           `--warp-displacement` of the half-width) spread by bicubic interpolation; bilinear
+           resampling, the clip's event count kept
+
+A stream would hold one warp for a period (fresh from OS entropy each period) rather than
+one per clip; these controls are seeded (studies, not the product).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from anonynoise.cli import run
+from anonynoise.errors import AnonyNoiseError
+from anonynoise.synth.people import ALL_CUES, CUES
+from anonynoise.synth.dataset import DatasetConfig
+from train.classify import FitConfig
+from train.synth_check import dataset, run_jobs
+
+STEPS = ("pool", "bin", "warp")
+DEFAULT_TRANSFORMS = ("none", "pool", "bin", "bin+pool", "warp", "warp+pool", "warp+bin+pool")
+
+
+def block_means(x: np.ndarray, block: int) -> np.ndarray:
+    """(N, C, H, W) -> the same size, each block x block tile replaced by its mean (H and W
+    must be multiples of block)."""
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    return F.interpolate(F.avg_pool2d(t, block), scale_factor=block, mode="nearest").numpy()
+
+
+def binarize(x: np.ndarray) -> np.ndarray:
+    """1 where a pixel had any event in that bin and polarity, else 0."""
+    return (x > 0).astype(np.float32)
+
+
+def random_warp(x: np.ndarray, rng: np.random.Generator, scale: float = 0.25,
+                displacement: float = 0.15, grid: int = 3) -> np.ndarray:
+    """One random smooth warp per sample (the same for its every bin and polarity): an
+    anisotropic scale about the centre plus a bicubic displacement field, bilinear
+    resampling with zeros outside, each sample's total kept."""
+    n, c, h, w = x.shape
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    log_range = np.log1p(scale)
+    sx = np.exp(rng.uniform(-log_range, log_range, n))
+    sy = np.exp(rng.uniform(-log_range, log_range, n))
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = torch.from_numpy(1 / sx).float()  # output -> input: 1 / scale
+    theta[:, 1, 1] = torch.from_numpy(1 / sy).float()
+    base = F.affine_grid(theta, (n, c, h, w), align_corners=False)
+    field = torch.from_numpy(rng.normal(0.0, displacement, (n, 2, grid, grid))).float()
+    field = F.interpolate(field, size=(h, w), mode="bicubic", align_corners=True)
+    out = F.grid_sample(t, base + field.permute(0, 2, 3, 1), mode="bilinear",
+                        padding_mode="zeros", align_corners=False)
+    # a warp moves events, it does not make or remove them
+    mass_in = t.sum((1, 2, 3), keepdim=True)
+    mass_out = out.sum((1, 2, 3), keepdim=True).clamp_min(1e-6)
+    return (out * mass_in / mass_out).numpy()
+
+
+@dataclass(frozen=True)
+class ClipTransform:
+    """A chain of control steps (see the module's doc), picklable for the job processes."""
+    spec: str = "none"
+    pool: int = 4
+    warp_scale: float = 0.25
+    warp_displacement: float = 0.15
+    warp_grid: int = 3
+
+    @property
+    def steps(self) -> tuple[str, ...]:
+        return () if self.spec == "none" else tuple(self.spec.split("+"))
+
+    @property
+    def random(self) -> bool:
+        return "warp" in self.steps
+
+    def check(self, size: int) -> None:
+        unknown = [s for s in self.steps if s not in STEPS]
+        if unknown:
+            raise AnonyNoiseError(f"unknown transform step {unknown[0]!r} in {self.spec!r} "
+                                  f"(steps: {', '.join(STEPS)}, joined by '+'; or 'none')")
+        if "pool" in self.steps and (self.pool < 2 or size % self.pool):
+            raise AnonyNoiseError(f"--pool must be at least 2 and divide --size {size}, "
+                                  f"got {self.pool}")
+
+    def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        for step in self.steps:
+            if step == "pool":
+                x = block_means(x, self.pool)
+            elif step == "bin":
+                x = binarize(x)
+            else:
+                x = random_warp(x, rng, self.warp_scale, self.warp_displacement, self.warp_grid)
+        return x
+
+
+def _fmt(rows: list[dict], key: str) -> str:
+    values = [r[key] for r in rows if key in r]
+    return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if values else ""
+
+
+def report(path: Path, argv: list[str], config: DatasetConfig, fit: FitConfig, draws: int,
+           rows: dict[str, list[dict]], seconds: float) -> None:
+    base = rows.get("none")
+    cues = "all cues" if config.cues == ALL_CUES else \
+        f"people differ in {', '.join(config.cues)} only (the other cues the same for everyone)"
+    lines = [
+        "# Controls: fixed transforms against a fresh attacker", "",
+        f"Generated by `python -m train.controls {' '.join(argv)}` on "
+        f"{time.strftime('%Y-%m-%d')}, {seconds / 60:.1f} minutes on this 2-core CPU.", "",
+        f"Synthetic benchmark: {config.users} people ({config.users - config.test_users} "
+        f"train, {config.test_users} unseen test), {config.reps} sessions, 11 gestures, "
+        f"{config.duration_s:g} s recordings at {config.size}x{config.size}, {cues}; whole "
+        f"clips in 5 bins x 2 polarities. Nets: ClassNet {fit.network} width {fit.width}, "
+        f"{fit.epochs} epochs, from scratch on the transformed clips (random transforms: "
+        f"{draws} draws of the training clips, one per epoch in turn); the last epoch is "
+        "evaluated on the transformed test clips. Re-ID: one query per test person and "
+        "gesture (first session), rank-1 with the flip descriptor. Means ± standard "
+        "deviations over seeds; the change is the mean's, relative to no transform.", "",
+        "| transform | gesture top-1 | Re-ID rank-1 (fresh attacker) | change |",
+        "|---|---|---|---|",
+    ]
+    for spec, seed_rows in rows.items():
+        change = ""
+        if base and spec != "none":
+            b = np.mean([r["reid_rank1"] for r in base])
+            change = f"{np.mean([r['reid_rank1'] for r in seed_rows]) / b - 1:+.0%}"
+        lines.append(f"| {spec} | {_fmt(seed_rows, 'target_top1')} | "
+                     f"{_fmt(seed_rows, 'reid_rank1')} | {change} |")
+    lines += ["", "## Per seed", "", "```", json.dumps(rows, indent=1), "```", ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--transforms", nargs="+", default=list(DEFAULT_TRANSFORMS),
+                    help="chains of pool, bin, warp joined by '+', or none")
+    ap.add_argument("--pool", type=int, default=4, help="block size of pool")
+    ap.add_argument("--warp-scale", type=float, default=0.25)
+    ap.add_argument("--warp-displacement", type=float, default=0.15)
+    ap.add_argument("--warp-grid", type=int, default=3)
+    ap.add_argument("--draws", type=int, default=4,
+                    help="draws of a random transform over the training clips")
+    ap.add_argument("--cues", nargs="+", default=list(ALL_CUES), choices=list(CUES),
+                    help="the identity cues people differ in (the rest the same for everyone)")
+    ap.add_argument("--size", type=int, default=48)
+    ap.add_argument("--users", type=int, default=60)
+    ap.add_argument("--test-users", type=int, default=10)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--epochs", type=int, default=45)
+    ap.add_argument("--width", type=int, default=16, help="the ResNet's first-stage channels")
+    ap.add_argument("--data", default="runs/synth-check", help="where benchmarks are cached")
+    ap.add_argument("--out", default=None,
+                    help="default docs/privacy-controls.md (--tiny: runs/tiny/)")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="trainings in parallel, one thread each (2 on a 2-core machine)")
+    ap.add_argument("--tiny", action="store_true", help="a smoke run (seconds, meaningless numbers)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.tiny:
+        args.size, args.users, args.test_users, args.seeds, args.epochs = 32, 4, 2, [0], 1
+        args.width, args.draws = 8, 2
+    config = DatasetConfig(users=args.users, test_users=args.test_users, reps=2,
+                           size=args.size, duration_s=0.5 if args.tiny else 3.0,
+                           cues=tuple(c for c in CUES if c in args.cues))
+    config.check()
+    if args.draws < 1:
+        raise AnonyNoiseError(f"--draws must be at least 1, got {args.draws}")
+    transforms = [ClipTransform(spec, args.pool, args.warp_scale, args.warp_displacement,
+                                args.warp_grid) for spec in dict.fromkeys(args.transforms)]
+    for t in transforms:
+        t.check(args.size)
+    fit = FitConfig(width=args.width, epochs=args.epochs)
+    start = time.time()
+    data_dir = Path(args.data)
+    seeds = [replace(config, seed=s) for s in args.seeds]
+    for c in seeds:  # every benchmark first (the generator uses all cores by itself)
+        dataset(data_dir, c)
+    jobs = [(c, fit, data_dir, True, t, args.draws) for t in transforms for c in seeds]
+    results = iter(run_jobs(jobs, args.jobs))
+    rows = {t.spec: [next(results) for _ in seeds] for t in transforms}
+    for spec, seed_rows in rows.items():
+        print(spec, json.dumps([{k: r[k] for k in ("seed", "target_top1", "reid_rank1")}
+                                for r in seed_rows]), flush=True)
+    out = Path(args.out or f"{'runs/tiny' if args.tiny else 'docs'}/privacy-controls.md")
+    report(out, argv, config, fit, args.draws, rows, time.time() - start)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(main, prog="controls", sigterm_interrupts=True))
