@@ -13,8 +13,11 @@ on the transformed clips of the unseen test people, beside the untransformed bas
 ("none"). The Re-ID net is a fresh attacker that knows the transform: a random transform is
 drawn anew for every training clip, `--draws` times (one draw per epoch, alternating).
 
-Transforms, joined by "+" and applied left to right, each on a whole clip:
+Transforms, joined by "+" and applied left to right, each on a whole clip (slots first):
 
+    slots  the first event of each pixel and polarity in each `--slot-ms` slot, the rest
+           dropped (on the events, before they are binned): what a stream can do to each of
+           its windows' bins (50 ms windows of 5 bins: 10 ms slots)
     pool   means over `--pool` x `--pool` blocks, spread back over the block (a coarser
            picture at the same size; the events' count is kept)
     bin    1 where a pixel had an event in a bin and polarity, else 0 (no count, so no
@@ -45,13 +48,25 @@ import torch.nn.functional as F
 
 from anonynoise.cli import run
 from anonynoise.errors import AnonyNoiseError
+from anonynoise.events import EventBatch, make_events
 from anonynoise.synth.people import ALL_CUES, CUES
 from anonynoise.synth.dataset import DatasetConfig
 from train.classify import FitConfig
 from train.synth_check import dataset, run_jobs
 
-STEPS = ("pool", "bin", "warp")
-DEFAULT_TRANSFORMS = ("none", "pool", "bin", "bin+pool", "warp", "warp+pool", "warp+bin+pool")
+STEPS = ("slots", "pool", "bin", "warp")
+DEFAULT_TRANSFORMS = ("none", "pool", "bin", "bin+pool", "warp", "warp+pool", "warp+bin+pool",
+                      "slots", "slots+pool", "warp+slots+pool")
+
+
+def first_event_per_slot(events: EventBatch, slot_us: int) -> EventBatch:
+    """The first event of each pixel and polarity in each slot of `slot_us` (slots counted
+    from t = 0); the others dropped. Time order is kept."""
+    w, h = events.width, events.height
+    key = ((events.t // slot_us) * 2 + events.p) * (w * h) + \
+        events.y.astype(np.int64) * w + events.x
+    keep = np.sort(np.unique(key, return_index=True)[1])
+    return make_events(events.t[keep], events.x[keep], events.y[keep], events.p[keep], w, h)
 
 
 def block_means(x: np.ndarray, block: int) -> np.ndarray:
@@ -98,6 +113,7 @@ class ClipTransform:
     warp_scale: float = 0.25
     warp_displacement: float = 0.15
     warp_grid: int = 3
+    slot_ms: float = 10.0
 
     @property
     def steps(self) -> tuple[str, ...]:
@@ -107,17 +123,29 @@ class ClipTransform:
     def random(self) -> bool:
         return "warp" in self.steps
 
+    @property
+    def on_events(self) -> bool:
+        return "slots" in self.steps
+
+    def events(self, events: EventBatch) -> EventBatch:
+        """The event-level step (slots), before binning."""
+        return first_event_per_slot(events, max(1, round(self.slot_ms * 1000)))
+
     def check(self, size: int) -> None:
         unknown = [s for s in self.steps if s not in STEPS]
         if unknown:
             raise AnonyNoiseError(f"unknown transform step {unknown[0]!r} in {self.spec!r} "
                                   f"(steps: {', '.join(STEPS)}, joined by '+'; or 'none')")
+        if self.on_events and self.slot_ms <= 0:
+            raise AnonyNoiseError(f"--slot-ms must be positive, got {self.slot_ms}")
         if "pool" in self.steps and (self.pool < 2 or size % self.pool):
             raise AnonyNoiseError(f"--pool must be at least 2 and divide --size {size}, "
                                   f"got {self.pool}")
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         for step in self.steps:
+            if step == "slots":
+                continue  # done on the events (self.events)
             if step == "pool":
                 x = block_means(x, self.pool)
             elif step == "bin":
@@ -174,6 +202,7 @@ def main(argv=None) -> int:
     ap.add_argument("--warp-scale", type=float, default=0.25)
     ap.add_argument("--warp-displacement", type=float, default=0.15)
     ap.add_argument("--warp-grid", type=int, default=3)
+    ap.add_argument("--slot-ms", type=float, default=10.0, help="slot length of slots")
     ap.add_argument("--draws", type=int, default=4,
                     help="draws of a random transform over the training clips")
     ap.add_argument("--cues", nargs="+", default=list(ALL_CUES), choices=list(CUES),
@@ -202,7 +231,7 @@ def main(argv=None) -> int:
     if args.draws < 1:
         raise AnonyNoiseError(f"--draws must be at least 1, got {args.draws}")
     transforms = [ClipTransform(spec, args.pool, args.warp_scale, args.warp_displacement,
-                                args.warp_grid) for spec in dict.fromkeys(args.transforms)]
+                                args.warp_grid, args.slot_ms) for spec in dict.fromkeys(args.transforms)]
     for t in transforms:
         t.check(args.size)
     fit = FitConfig(width=args.width, epochs=args.epochs)

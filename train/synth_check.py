@@ -99,8 +99,9 @@ def evaluate_seed(config: DatasetConfig, fit: FitConfig, data_dir: Path, task: b
     (a train.controls.ClipTransform) on its transformed clips, `draws` draws of the training
     clips where the transform is random."""
     root = dataset(data_dir, config)
-    x_train, rec_train = load_split(root, "train")
-    x_test, rec_test = load_split(root, "test")
+    events_filter = transform.events if transform is not None and transform.on_events else None
+    x_train, rec_train = load_split(root, "train", events_filter=events_filter)
+    x_test, rec_test = load_split(root, "test", events_filter=events_filter)
     if transform is not None:
         rng = np.random.default_rng(1000 + config.seed)
         x_train = [transform(x_train, rng) for _ in range(draws if transform.random else 1)]

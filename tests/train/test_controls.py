@@ -83,3 +83,15 @@ def test_controls_refuses_an_unknown_step_in_one_line(tmp_path):
     assert "unknown transform step 'blur'" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "data").exists()  # refused before any benchmark was generated
+
+
+def test_slots_keep_the_first_event_of_each_pixel_and_polarity_per_slot():
+    from anonynoise.events import make_events
+    from train.controls import first_event_per_slot
+    # t (µs), x, y, p: two events of (1, 0, on) in slot 0, one of them off; then slot 1
+    ev = make_events([100, 200, 300, 9_999, 10_000, 10_500], [1, 1, 1, 2, 1, 1],
+                     [0, 0, 0, 0, 0, 0], [1, 1, 0, 1, 1, 1], 4, 2)
+    out = first_event_per_slot(ev, 10_000)
+    assert out.t.tolist() == [100, 300, 9_999, 10_000]
+    assert out.p.tolist() == [1, 0, 1, 1] and out.x.tolist() == [1, 1, 2, 1]
+    assert ClipTransform("slots+pool").on_events and not ClipTransform("pool").on_events

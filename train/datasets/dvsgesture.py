@@ -16,6 +16,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -92,17 +93,22 @@ def _events(path: Path, sensor: tuple[int, int], array: np.ndarray | None = None
 
 def whole_sample_frames(recording: Recording, bins: int = 5,
                         sensor: tuple[int, int] = DVS_GESTURE_SENSOR,
-                        reference_ms: bool = True) -> np.ndarray:
+                        reference_ms: bool = True,
+                        events_filter: Callable[[EventBatch], EventBatch] | None = None
+                        ) -> np.ndarray:
     """The reference's representation: the whole sample in `bins` time bins, as tonic's
     ToFrame(n_time_bins) makes it, flattened to (2 * bins, H, W) float32.
 
     With `reference_ms` the timestamps are first truncated to whole ms, as the reference does
-    when it casts tonic's float ms column to int64 (bin edges then fall on whole ms)."""
+    when it casts tonic's float ms column to int64 (bin edges then fall on whole ms).
+    `events_filter` (tonic's transform argument) changes the events before they are binned."""
     array = read_recording(recording.path)
     events = _events(recording.path, sensor, array)
     if reference_ms:
         events = make_events(np.asarray(array[:, 3]).astype(np.int64), events.x, events.y,
                              events.p, events.width, events.height)
+    if events_filter is not None:
+        events = events_filter(events)
     return whole_sample_counts(events, bins).reshape(2 * bins, events.height, events.width)
 
 
@@ -226,9 +232,11 @@ def load_dvsgesture(root: str | os.PathLike, bins: int = 5, window_ms: float | N
                             len(queries) != 60 else "the reference's query list"})
 
 
-def load_split(root: str | os.PathLike, split: str, bins: int = 5):
+def load_split(root: str | os.PathLike, split: str, bins: int = 5,
+               events_filter: Callable[[EventBatch], EventBatch] | None = None):
     """(frames (N, 2*bins, H, W) float32, recordings) of a split, whole samples."""
     recordings = scan(root, split)
     sensor = sensor_size(root)
-    frames = np.stack([whole_sample_frames(r, bins, sensor) for r in recordings])
+    frames = np.stack([whole_sample_frames(r, bins, sensor, events_filter=events_filter)
+                       for r in recordings])
     return frames, recordings
