@@ -8,7 +8,8 @@ against a fresh attacker who trains on its output?
 
 For each seed and transform it trains, on the synthetic benchmark's transformed clips (the
 reference's representation: whole sample, 5 bins x 2 polarities), a gesture net and a Re-ID
-net from scratch, both as train.synth_check does, and reports gesture top-1 and Re-ID rank-1
+net (from scratch, or with `--attacker` from a clean Re-ID net, behind a denoiser or not),
+both as train.synth_check does, and reports gesture top-1 and Re-ID rank-1
 on the transformed clips of the unseen test people, beside the untransformed baseline
 ("none"). The Re-ID net is a fresh attacker that knows the transform: a random transform is
 drawn anew for every training clip, `--draws` times (one draw per epoch, alternating).
@@ -52,8 +53,14 @@ from anonynoise.events import EventBatch, make_events
 from anonynoise.synth.people import ALL_CUES, CUES
 from anonynoise.synth.dataset import DatasetConfig
 from train.classify import FitConfig
-from train.synth_check import dataset, run_jobs
+from train.synth_check import ATTACKERS, dataset, run_jobs
 
+ATTACKER_TEXT = {
+    "scratch": "from scratch",
+    "clean": "from a Re-ID net trained on the clean clips",
+    "clean+denoiser": "from a Re-ID net trained on the clean clips, behind a denoiser (DnCNN "
+                      "width 16, depth 5) that learns to restore the clean clips",
+}
 STEPS = ("slots", "pool", "bin", "warp")
 DEFAULT_TRANSFORMS = ("none", "pool", "bin", "bin+pool", "warp", "warp+pool", "warp+bin+pool",
                       "slots", "slots+pool", "warp+slots+pool")
@@ -161,7 +168,7 @@ def _fmt(rows: list[dict], key: str) -> str:
 
 
 def report(path: Path, argv: list[str], config: DatasetConfig, fit: FitConfig, draws: int,
-           rows: dict[str, list[dict]], seconds: float) -> None:
+           attacker: str, rows: dict[str, list[dict]], seconds: float) -> None:
     base = rows.get("none")
     cues = "all cues" if config.cues == ALL_CUES else \
         f"people differ in {', '.join(config.cues)} only (the other cues the same for everyone)"
@@ -173,7 +180,8 @@ def report(path: Path, argv: list[str], config: DatasetConfig, fit: FitConfig, d
         f"train, {config.test_users} unseen test), {config.reps} sessions, 11 gestures, "
         f"{config.duration_s:g} s recordings at {config.size}x{config.size}, {cues}; whole "
         f"clips in 5 bins x 2 polarities. Nets: ClassNet {fit.network} width {fit.width}, "
-        f"{fit.epochs} epochs, from scratch on the transformed clips (random transforms: "
+        f"{fit.epochs} epochs, on the transformed clips, the Re-ID net "
+        f"{ATTACKER_TEXT[attacker]} (random transforms: "
         f"{draws} draws of the training clips, one per epoch in turn); the last epoch is "
         "evaluated on the transformed test clips. Re-ID: one query per test person and "
         "gesture (first session), rank-1 with the flip descriptor. Means ± standard "
@@ -205,6 +213,9 @@ def main(argv=None) -> int:
     ap.add_argument("--slot-ms", type=float, default=10.0, help="slot length of slots")
     ap.add_argument("--draws", type=int, default=4,
                     help="draws of a random transform over the training clips")
+    ap.add_argument("--attacker", choices=ATTACKERS, default="scratch",
+                    help="the Re-ID net trains from scratch, from a Re-ID net trained on clean "
+                         "clips, or from that behind a denoiser (width 16, depth 5)")
     ap.add_argument("--cues", nargs="+", default=list(ALL_CUES), choices=list(CUES),
                     help="the identity cues people differ in (the rest the same for everyone)")
     ap.add_argument("--size", type=int, default=48)
@@ -240,14 +251,15 @@ def main(argv=None) -> int:
     seeds = [replace(config, seed=s) for s in args.seeds]
     for c in seeds:  # every benchmark first (the generator uses all cores by itself)
         dataset(data_dir, c)
-    jobs = [(c, fit, data_dir, True, t, args.draws) for t in transforms for c in seeds]
+    jobs = [(c, fit, data_dir, True, t, args.draws, args.attacker)
+            for t in transforms for c in seeds]
     results = iter(run_jobs(jobs, args.jobs))
     rows = {t.spec: [next(results) for _ in seeds] for t in transforms}
     for spec, seed_rows in rows.items():
         print(spec, json.dumps([{k: r[k] for k in ("seed", "target_top1", "reid_rank1")}
                                 for r in seed_rows]), flush=True)
     out = Path(args.out or f"{'runs/tiny' if args.tiny else 'docs'}/privacy-controls.md")
-    report(out, argv, config, fit, args.draws, rows, time.time() - start)
+    report(out, argv, config, fit, args.draws, args.attacker, rows, time.time() - start)
     print(f"wrote {out}")
     return 0
 

@@ -34,6 +34,7 @@ from anonynoise.synth.dataset import (
     generator_fingerprint,
 )
 from anonynoise.synth.people import ALL_CUES
+from anonynoise.models.denoise import DenoiseNet
 from train.classify import FitConfig, fit_classnet, reid_accuracy, target_accuracy
 from train.datasets.dvsgesture import load_split
 
@@ -93,15 +94,26 @@ def shortcut_reid(test_f, users, targets, query) -> float:
     return hits / max(int(query.sum()), 1)
 
 
+ATTACKERS = ("scratch", "clean", "clean+denoiser")
+DENOISE_WIDTH, DENOISE_DEPTH = 16, 5  # the privacy report's quick CPU denoiser
+
+
 def evaluate_seed(config: DatasetConfig, fit: FitConfig, data_dir: Path, task: bool = True,
-                  transform=None, draws: int = 1):
+                  transform=None, draws: int = 1, attacker: str = "scratch"):
     """Gesture and Re-ID nets trained and evaluated on one seed's benchmark; with `transform`
     (a train.controls.ClipTransform) on its transformed clips, `draws` draws of the training
-    clips where the transform is random."""
+    clips where the transform is random. `attacker` (with a transform): the Re-ID net trains
+    from scratch, or starts from a Re-ID net trained on the clean clips ("clean"), or also
+    behind a denoiser that learns to restore the clean clips ("clean+denoiser")."""
+    if attacker not in ATTACKERS:
+        raise ValueError(f"attacker must be one of {ATTACKERS}, got {attacker!r}")
     root = dataset(data_dir, config)
     events_filter = transform.events if transform is not None and transform.on_events else None
     x_train, rec_train = load_split(root, "train", events_filter=events_filter)
     x_test, rec_test = load_split(root, "test", events_filter=events_filter)
+    clean_train = x_train
+    if attacker != "scratch" and events_filter is not None:
+        clean_train, _ = load_split(root, "train")
     if transform is not None:
         rng = np.random.default_rng(1000 + config.seed)
         x_train = [transform(x_train, rng) for _ in range(draws if transform.random else 1)]
@@ -124,9 +136,19 @@ def evaluate_seed(config: DatasetConfig, fit: FitConfig, data_dir: Path, task: b
         net = fit_classnet(x_train, t_train, 11, reid=False, config=replace(fit, seed=config.seed))
         result["target_top1"] = target_accuracy(net, x_test, t_test)
         result["target_top1_shortcut"] = nearest_neighbour(f_train, t_train, f_test, t_test)
-    net = fit_classnet(x_train, np.array([ids[u] for u in u_train]), len(ids), reid=True,
-                       config=replace(fit, seed=config.seed))
-    reid = reid_accuracy(net, x_test, u_test, files, t_test, query)
+    id_labels = np.array([ids[u] for u in u_train])
+    init = denoiser = None
+    if attacker != "scratch":
+        init = fit_classnet(clean_train, id_labels, len(ids), reid=True,
+                            config=replace(fit, seed=config.seed))
+    if attacker == "clean+denoiser":
+        denoiser = DenoiseNet(clean_train.shape[1], DENOISE_WIDTH, DENOISE_DEPTH)
+    net = fit_classnet(x_train, id_labels, len(ids), reid=True,
+                       config=replace(fit, seed=config.seed), init=init, denoiser=denoiser,
+                       clean=clean_train if denoiser is not None else None)
+    if denoiser is not None:
+        net, denoiser = net
+    reid = reid_accuracy(net, x_test, u_test, files, t_test, query, front=denoiser)
     result.update({f"reid_{k}": v for k, v in reid.as_dict().items()})
     result["reid_rank1_shortcut"] = shortcut_reid(f_test, u_test, t_test, query)
     return result

@@ -66,12 +66,14 @@ def test_bad_transforms_are_refused():
 def test_controls_smoke_run_writes_a_report(tmp_path):
     out = tmp_path / "controls.md"
     proc = subprocess.run([sys.executable, "-m", "train.controls", "--tiny", "--transforms",
-                           "none", "warp+bin+pool", "--out", str(out), "--data",
+                           "none", "warp+slots+pool", "--attacker", "clean+denoiser",
+                           "--out", str(out), "--data",
                            str(tmp_path / "data")], capture_output=True, text=True,
                           timeout=600, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     rows = [line for line in out.read_text().splitlines() if line.startswith("| ")]
-    assert [r.split(" | ")[0] for r in rows[1:]] == ["| none", "| warp+bin+pool"]
+    assert [r.split(" | ")[0] for r in rows[1:]] == ["| none", "| warp+slots+pool"]
+    assert "behind a denoiser" in out.read_text()
     assert rows[2].endswith("% |")  # the change relative to no transform
 
 
