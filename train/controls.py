@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -53,7 +52,7 @@ from anonynoise.events import EventBatch, make_events
 from anonynoise.synth.people import ALL_CUES, CUES
 from anonynoise.synth.dataset import DatasetConfig
 from train.classify import FitConfig
-from train.synth_check import ATTACKERS, dataset, run_jobs
+from train.synth_check import ATTACKERS, dataset, parse_job_args, run_jobs
 
 ATTACKER_TEXT = {
     "scratch": "from scratch",
@@ -227,11 +226,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default="runs/synth-check", help="where benchmarks are cached")
     ap.add_argument("--out", default=None,
                     help="default docs/privacy-controls.md (--tiny: runs/tiny/)")
-    ap.add_argument("--jobs", type=int, default=1,
-                    help="trainings in parallel, one thread each (2 on a 2-core machine)")
-    ap.add_argument("--tiny", action="store_true", help="a smoke run (seconds, meaningless numbers)")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = parse_job_args(ap, argv)
     if args.tiny:
         args.size, args.users, args.test_users, args.seeds, args.epochs = 32, 4, 2, [0], 1
         args.width, args.draws = 8, 2

@@ -219,6 +219,17 @@ def report(path: Path, args, config: DatasetConfig, fit: FitConfig, main_rows, a
     path.write_text("\n".join(lines))
 
 
+def parse_job_args(ap: argparse.ArgumentParser, argv) -> argparse.Namespace:
+    """--jobs and --tiny, shared by the studies that run their trainings through run_jobs;
+    parses and sets up logging."""
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="trainings in parallel, one thread each (2 on a 2-core machine)")
+    ap.add_argument("--tiny", action="store_true", help="a smoke run (seconds, meaningless numbers)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    return args
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=64)
@@ -236,11 +247,7 @@ def main(argv=None) -> int:
                     help="default docs/synth-learnability.md (--tiny: runs/tiny/, so a smoke "
                          "run never replaces the published report)")
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--jobs", type=int, default=1,
-                    help="trainings in parallel, one thread each (2 on a 2-core machine)")
-    ap.add_argument("--tiny", action="store_true", help="a smoke run (seconds, meaningless numbers)")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = parse_job_args(ap, argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.tiny:
