@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from anonynoise.cli import run
+from anonynoise.models.denoise import DenoiseNet
 from anonynoise.synth.dataset import (
     MANIFEST,
     DatasetConfig,
@@ -34,7 +35,6 @@ from anonynoise.synth.dataset import (
     generator_fingerprint,
 )
 from anonynoise.synth.people import ALL_CUES
-from anonynoise.models.denoise import DenoiseNet
 from train.classify import FitConfig, fit_classnet, reid_accuracy, target_accuracy
 from train.datasets.dvsgesture import load_split
 
