@@ -49,10 +49,10 @@ import torch.nn.functional as F
 from anonynoise.cli import run
 from anonynoise.errors import AnonyNoiseError
 from anonynoise.events import EventBatch, make_events
-from anonynoise.synth.people import ALL_CUES, CUES
 from anonynoise.synth.dataset import DatasetConfig
+from anonynoise.synth.people import ALL_CUES, CUES
 from train.classify import FitConfig
-from train.synth_check import ATTACKERS, dataset, parse_job_args, run_jobs
+from train.synth_check import ATTACKERS, dataset, mean_std, parse_job_args, run_jobs
 
 ATTACKER_TEXT = {
     "scratch": "from scratch",
@@ -156,14 +156,17 @@ class ClipTransform:
                 x = block_means(x, self.pool)
             elif step == "bin":
                 x = binarize(x)
-            else:
+            elif step == "warp":
                 x = random_warp(x, rng, self.warp_scale, self.warp_displacement, self.warp_grid)
+            else:
+                raise AnonyNoiseError(f"unknown transform step {step!r} (see check)")
         return x
 
 
 def _fmt(rows: list[dict], key: str) -> str:
-    values = [r[key] for r in rows if key in r]
-    return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if values else ""
+    if not any(key in r for r in rows):
+        return ""
+    return "{:.3f} ± {:.3f}".format(*mean_std(rows, key))
 
 
 def report(path: Path, argv: list[str], config: DatasetConfig, fit: FitConfig, draws: int,
@@ -188,11 +191,11 @@ def report(path: Path, argv: list[str], config: DatasetConfig, fit: FitConfig, d
         "| transform | gesture top-1 | Re-ID rank-1 (fresh attacker) | change |",
         "|---|---|---|---|",
     ]
+    base_rank1 = mean_std(base, "reid_rank1")[0] if base else None
     for spec, seed_rows in rows.items():
         change = ""
-        if base and spec != "none":
-            b = np.mean([r["reid_rank1"] for r in base])
-            change = f"{np.mean([r['reid_rank1'] for r in seed_rows]) / b - 1:+.0%}"
+        if base_rank1 and spec != "none":
+            change = f"{mean_std(seed_rows, 'reid_rank1')[0] / base_rank1 - 1:+.0%}"
         lines.append(f"| {spec} | {_fmt(seed_rows, 'target_top1')} | "
                      f"{_fmt(seed_rows, 'reid_rank1')} | {change} |")
     lines += ["", "## Per seed", "", "```", json.dumps(rows, indent=1), "```", ""]
@@ -204,7 +207,7 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--transforms", nargs="+", default=list(DEFAULT_TRANSFORMS),
-                    help="chains of pool, bin, warp joined by '+', or none")
+                    help="chains of slots, pool, bin, warp joined by '+', or none")
     ap.add_argument("--pool", type=int, default=4, help="block size of pool")
     ap.add_argument("--warp-scale", type=float, default=0.25)
     ap.add_argument("--warp-displacement", type=float, default=0.15)
@@ -237,7 +240,8 @@ def main(argv=None) -> int:
     if args.draws < 1:
         raise AnonyNoiseError(f"--draws must be at least 1, got {args.draws}")
     transforms = [ClipTransform(spec, args.pool, args.warp_scale, args.warp_displacement,
-                                args.warp_grid, args.slot_ms) for spec in dict.fromkeys(args.transforms)]
+                                args.warp_grid, args.slot_ms)
+                  for spec in dict.fromkeys(args.transforms)]
     for t in transforms:
         t.check(args.size)
     fit = FitConfig(width=args.width, epochs=args.epochs)

@@ -102,7 +102,7 @@ def evaluate_seed(config: DatasetConfig, fit: FitConfig, data_dir: Path, task: b
                   transform=None, draws: int = 1, attacker: str = "scratch"):
     """Gesture and Re-ID nets trained and evaluated on one seed's benchmark; with `transform`
     (a train.controls.ClipTransform) on its transformed clips, `draws` draws of the training
-    clips where the transform is random. `attacker` (with a transform): the Re-ID net trains
+    clips where the transform is random. `attacker`: the Re-ID net trains
     from scratch, or starts from a Re-ID net trained on the clean clips ("clean"), or also
     behind a denoiser that learns to restore the clean clips ("clean+denoiser")."""
     if attacker not in ATTACKERS:
@@ -160,8 +160,8 @@ def _job(job):
 
 
 def run_jobs(jobs, processes: int):
-    """Each (config, fit, data_dir, task[, transform, draws]) evaluated, in `processes`
-    parallel processes."""
+    """Each (config, fit, data_dir, task[, transform, draws, attacker]) evaluated, in
+    `processes` parallel processes."""
     if processes <= 1:
         return [evaluate_seed(*job) for job in jobs]
     import multiprocessing
@@ -170,7 +170,7 @@ def run_jobs(jobs, processes: int):
         return pool.map(_job, jobs, chunksize=1)
 
 
-def _mean(rows, key):
+def mean_std(rows, key):
     values = [r[key] for r in rows if key in r]
     return (float(np.mean(values)), float(np.std(values))) if values else (float("nan"), 0.0)
 
@@ -178,7 +178,7 @@ def _mean(rows, key):
 def report(path: Path, args, config: DatasetConfig, fit: FitConfig, main_rows, ablation,
            seconds: float) -> None:
     def fmt(rows, key):
-        m, s = _mean(rows, key)
+        m, s = mean_std(rows, key)
         return f"{m:.3f} ± {s:.3f}"
 
     lines = [
@@ -224,7 +224,8 @@ def parse_job_args(ap: argparse.ArgumentParser, argv) -> argparse.Namespace:
     parses and sets up logging."""
     ap.add_argument("--jobs", type=int, default=1,
                     help="trainings in parallel, one thread each (2 on a 2-core machine)")
-    ap.add_argument("--tiny", action="store_true", help="a smoke run (seconds, meaningless numbers)")
+    ap.add_argument("--tiny", action="store_true",
+                    help="a smoke run (seconds, meaningless numbers)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     return args
