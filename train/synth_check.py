@@ -16,6 +16,7 @@ results go to a markdown report (docs/synth-learnability.md by default).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import sys
@@ -26,7 +27,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from anonynoise.atomic import atomic_output
 from anonynoise.cli import run
+from anonynoise.models import ClassNet
 from anonynoise.models.denoise import DenoiseNet
 from anonynoise.synth.dataset import (
     MANIFEST,
@@ -37,6 +40,8 @@ from anonynoise.synth.dataset import (
 from anonynoise.synth.people import ALL_CUES
 from train.classify import FitConfig, fit_classnet, reid_accuracy, target_accuracy
 from train.datasets.dvsgesture import load_split
+
+log = logging.getLogger(__name__)
 
 ABLATIONS = {
     "all cues": ALL_CUES,
@@ -98,6 +103,30 @@ ATTACKERS = ("scratch", "clean", "clean+denoiser")
 DENOISE_WIDTH, DENOISE_DEPTH = 16, 5  # the privacy report's quick CPU denoiser
 
 
+def clean_reid_net(root: Path, clean_train: np.ndarray, labels: np.ndarray, n_ids: int,
+                   fit: FitConfig) -> ClassNet:
+    """The Re-ID net trained on the clean training clips of the benchmark at `root`, trained
+    once and kept beside the benchmark: every transform job of a seed starts its attacker from
+    the same net, and training it again per job cost a minute each. The file's name holds the
+    benchmark's manifest and the training configuration, so a changed benchmark or
+    configuration trains a new one."""
+    key = hashlib.sha256(((root / MANIFEST).read_bytes() +
+                          json.dumps(asdict(fit), sort_keys=True).encode())).hexdigest()[:16]
+    path = root.parent / f"clean-reid-{key}.pt"
+    if path.exists():
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            net = ClassNet(fit.network, n_ids, clean_train.shape[1], fit.width)
+            net.load_state_dict(saved)
+            return net
+        except Exception as e:  # a cache: train again rather than fail
+            log.warning("%s: unreadable (%s); training the clean Re-ID net again", path, e)
+    net = fit_classnet(clean_train, labels, n_ids, reid=True, config=fit)
+    with atomic_output(path) as tmp:  # parallel jobs of a seed write the same net
+        torch.save(net.state_dict(), tmp)
+    return net
+
+
 def evaluate_seed(config: DatasetConfig, fit: FitConfig, data_dir: Path, task: bool = True,
                   transform=None, draws: int = 1, attacker: str = "scratch"):
     """Gesture and Re-ID nets trained and evaluated on one seed's benchmark; with `transform`
@@ -139,8 +168,8 @@ def evaluate_seed(config: DatasetConfig, fit: FitConfig, data_dir: Path, task: b
     id_labels = np.array([ids[u] for u in u_train])
     init = denoiser = None
     if attacker != "scratch":
-        init = fit_classnet(clean_train, id_labels, len(ids), reid=True,
-                            config=replace(fit, seed=config.seed))
+        init = clean_reid_net(root, clean_train, id_labels, len(ids),
+                              replace(fit, seed=config.seed))
     if attacker == "clean+denoiser":
         denoiser = DenoiseNet(clean_train.shape[1], DENOISE_WIDTH, DENOISE_DEPTH)
     net = fit_classnet(x_train, id_labels, len(ids), reid=True,

@@ -75,6 +75,8 @@ def test_controls_smoke_run_writes_a_report(tmp_path):
     assert [r.split(" | ")[0] for r in rows[1:]] == ["| none", "| warp+slots+pool"]
     assert "behind a denoiser" in out.read_text()
     assert rows[2].endswith("% |")  # the change relative to no transform
+    # both transform jobs of the seed started from one clean Re-ID net, trained once
+    assert len(list((tmp_path / "data").glob("*/clean-reid-*.pt"))) == 1
 
 
 def test_controls_refuses_an_unknown_step_in_one_line(tmp_path):
