@@ -27,8 +27,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from anonynoise.atomic import atomic_output
+from anonynoise.checkpoint import load_net, save_checkpoint
 from anonynoise.cli import run
+from anonynoise.errors import AnonyNoiseError
 from anonynoise.models import ClassNet
 from anonynoise.models.denoise import DenoiseNet
 from anonynoise.synth.dataset import (
@@ -115,15 +116,13 @@ def clean_reid_net(root: Path, clean_train: np.ndarray, labels: np.ndarray, n_id
     path = root.parent / f"clean-reid-{key}.pt"
     if path.exists():
         try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-            net = ClassNet(fit.network, n_ids, clean_train.shape[1], fit.width)
-            net.load_state_dict(saved)
-            return net
-        except Exception as e:  # a cache: train again rather than fail
-            log.warning("%s: unreadable (%s); training the clean Re-ID net again", path, e)
+            return load_net(path, "classnet")[0]
+        except AnonyNoiseError as e:  # a cache: train again rather than fail
+            log.warning("%s; training the clean Re-ID net again", e)
     net = fit_classnet(clean_train, labels, n_ids, reid=True, config=fit)
-    with atomic_output(path) as tmp:  # parallel jobs of a seed write the same net
-        torch.save(net.state_dict(), tmp)
+    # atomic: the parallel jobs of a seed may each write the same net
+    save_checkpoint(path, net, training={"stage": "synth_check clean Re-ID net",
+                                         "fit": asdict(fit), "trained_on": "synthetic people only"})
     return net
 
 
