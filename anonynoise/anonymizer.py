@@ -1,6 +1,6 @@
 """The anonymizer runtime: a checkpoint in; a window of events -> anonymized events out.
 
-events -> count tensor (represent.py) -> anonymizer net under inference mode -> finiteness
+events -> privacy filters (filters.py; none unless asked for) -> count tensor (represent.py) -> anonymizer net under inference mode -> finiteness
 check -> events sampled back (represent.py). It fails closed: a window whose anonymization
 fails for any reason (non-finite output, out of memory, an exception in the net) is refused
 with AnonymizationRefused and counted; nothing of it is returned. The noise comes from OS
@@ -24,6 +24,8 @@ from anonynoise import represent
 from anonynoise.checkpoint import Checkpoint, CheckpointError, Representation, load_checkpoint
 from anonynoise.errors import AnonyNoiseError
 from anonynoise.events import EventBatch
+from anonynoise.filters import FilterConfig, PrivacyFilter
+from anonynoise.filters import warm_up as warm_up_filters
 from anonynoise.fused import anonymized_output
 from anonynoise.models import ANONYMIZER_KINDS
 from anonynoise.models.noise import noise_generators
@@ -92,14 +94,16 @@ class Anonymizer:
     it on the CPU, where it is faster for these nets. seed: for tests only; the default draws
     every window's noise from OS entropy. allow_weak: accept a near-identity net.
     max_event_ratio: each window sends at most this many events per input event (None: no
-    cap; see cap_event_rate).
+    cap; see cap_event_rate). filters: privacy filters run on each window's events before the
+    net (see filters.py); their failure refuses the window like the net's.
     """
 
     def __init__(self, checkpoint: str | os.PathLike | Checkpoint, device: str = "auto", *,
                  threads: int | None = None, channels_last: bool | None = None,
                  seed: int | None = None, allow_weak: bool = False,
                  max_events: int = represent.DEFAULT_MAX_EVENTS,
-                 max_event_ratio: float | None = DEFAULT_MAX_EVENT_RATIO):
+                 max_event_ratio: float | None = DEFAULT_MAX_EVENT_RATIO,
+                 filters: FilterConfig | None = None):
         ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else \
             load_checkpoint(Path(checkpoint), ANONYMIZER_KINDS)
         if ckpt.kind not in ANONYMIZER_KINDS:
@@ -125,13 +129,18 @@ class Anonymizer:
         # one generator per thread that draws a part of a window's noise (fill_normal)
         self._generators = noise_generators(min(torch.get_num_threads(), 4), self.device)
         self._lock = threading.Lock()  # one generator set and one counter set per instance
+        self._filter_lock = threading.Lock()  # the filters' warp and random state
         self.max_events = int(max_events)
         if max_event_ratio is not None and not max_event_ratio > 0:
             raise ValueError(f"max_event_ratio must be positive, got {max_event_ratio}")
         self.max_event_ratio = max_event_ratio
         self.windows = 0
         self.refused = 0
+        self.filters = filters.check() if filters is not None and filters.steps else None
+        self._filter = None if self.filters is None else PrivacyFilter(self.filters, seed=seed)
         represent.warm_up()
+        if self._filter is not None:
+            warm_up_filters()
         self.noise_strength = self._calibrate()
         if self.noise_strength < MIN_NOISE_STRENGTH and not allow_weak:
             raise CheckpointError(
@@ -204,6 +213,15 @@ class Anonymizer:
     def anonymize(self, events: EventBatch, t_start: int, t_end: int) -> AnonymizedWindow:
         """Anonymize the events of [t_start, t_end); refused windows raise
         AnonymizationRefused and are counted in `refused`."""
+        if self._filter is not None:
+            try:
+                with self._filter_lock:
+                    events = self._filter(events, t_start, t_end, self.bins)
+            except Exception as e:  # fail closed: never the unfiltered events instead
+                with self._lock:
+                    self.refused += 1
+                raise AnonymizationRefused(f"privacy filters failed: {type(e).__name__}: "
+                                           f"{str(e).strip()[:200]}") from None
         counts = represent.events_to_counts(events, t_start, t_end, self.bins)
         tensor = self.anonymize_tensor(counts)
         try:

@@ -45,6 +45,33 @@ def bounded(kind, low, high, what):
     return parse
 
 
+def add_filter_arguments(ap: argparse.ArgumentParser) -> None:
+    """--filters and its parameters (anonynoise.filters), for every command that anonymizes."""
+    from anonynoise.filters import FILTER_STEPS, FilterConfig
+
+    d = FilterConfig()
+    g = ap.add_argument_group("privacy filters (fixed transforms before the net; "
+                              "docs/privacy-controls.md)")
+    g.add_argument("--filters", default="none", metavar="SPEC",
+                   help=f"{', '.join(FILTER_STEPS)} joined by '+', applied left to right, e.g. "
+                        f"{d.spec} (default: none)")
+    g.add_argument("--jitter-block", type=bounded(int, 2, 64, "--jitter-block"), default=d.block,
+                   metavar="PX", help=f"jitter's tile in pixels (default {d.block})")
+    g.add_argument("--warp-period", type=bounded(float, 0.001, 1e9, "--warp-period"),
+                   default=d.warp_period_s, metavar="SECONDS",
+                   help=f"a new random warp every this many seconds (default {d.warp_period_s:g})")
+
+
+def filter_config(args):
+    """The FilterConfig of add_filter_arguments' options (None for --filters none); an unknown
+    filter is an AnonyNoiseError."""
+    from anonynoise.filters import FilterConfig
+
+    config = FilterConfig(args.filters, block=args.jitter_block,
+                          warp_period_s=args.warp_period).check()
+    return config if config.steps else None
+
+
 def summarize(path: str, sensor_size=None) -> dict:
     """Read a whole event file and describe it: sensor, duration, count, rate, streams."""
     from anonynoise.io import open_events
@@ -247,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="keep the input's timestamps (default: start at 0)")
     anon.add_argument("--allow-weak", action="store_true",
                       help="accept a checkpoint whose noise is near zero")
+    add_filter_arguments(anon)
     anon.set_defaults(func=cmd_anonymize)
     demo = sub.add_parser("demo", help="run the core on the built-in example stream")
     demo.add_argument("--sensor", type=parse_sensor, default=(128, 128), metavar="WxH",
@@ -269,7 +297,8 @@ def cmd_anonymize(args) -> int:
     logging.basicConfig(level=logging.WARNING, format="anonynoise: %(message)s")
     s = anonymize_file(args.input, args.output, args.model, window_ms=args.window_ms,
                        device=args.device, sensor_size=args.sensor,
-                       absolute_time=args.absolute_time, allow_weak=args.allow_weak)
+                       absolute_time=args.absolute_time, allow_weak=args.allow_weak,
+                       filters=filter_config(args))
     print(f"wrote {args.output}: {s['events_out']:,} anonymized events from {s['events_in']:,} "
           f"in {s['windows']} windows ({s['refused']} dropped: anonymization failed)")
     return 0

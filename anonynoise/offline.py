@@ -9,6 +9,7 @@ from pathlib import Path
 from anonynoise.anonymizer import AnonymizationRefused, Anonymizer
 from anonynoise.errors import AnonyNoiseError
 from anonynoise.events import EventBatch
+from anonynoise.filters import FilterConfig
 from anonynoise.io import Aedat4Writer, open_events, write_events
 from anonynoise.windower import Windower
 
@@ -42,16 +43,18 @@ def choose_window(representation, window_ms: float | None) -> int:
 def anonymize_file(source: str | os.PathLike, output: str | os.PathLike,
                    model: str | os.PathLike | None = None, *, window_ms: float | None = None,
                    device: str = "auto", sensor_size=None, absolute_time: bool = False,
-                   allow_weak: bool = False, threads: int | None = None) -> dict:
+                   allow_weak: bool = False, threads: int | None = None,
+                   filters: FilterConfig | None = None) -> dict:
     """Write the anonymized events of `source` to `output` (.aedat4, .npy or .npz).
 
     Windows whose anonymization fails are dropped and counted, never written raw. Output
-    timestamps start at 0 unless absolute_time. Returns a summary."""
+    timestamps start at 0 unless absolute_time. filters: privacy filters before the net
+    (anonynoise.filters). Returns a summary."""
     output = Path(output)
     if output.suffix.lower() not in (".aedat4", ".npy", ".npz"):
         raise AnonyNoiseError(f"{output}: can write .aedat4, .npy or .npz")
     anonymizer = Anonymizer(model if model is not None else default_model(), device,
-                            threads=threads, allow_weak=allow_weak)
+                            threads=threads, allow_weak=allow_weak, filters=filters)
     window = choose_window(anonymizer.representation, window_ms)
     with open_events(source, sensor_size) as reader:
         width, height = reader.sensor_size

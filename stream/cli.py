@@ -20,7 +20,7 @@ import sys
 import threading
 from pathlib import Path
 
-from anonynoise.cli import bounded, parse_sensor, run
+from anonynoise.cli import add_filter_arguments, bounded, filter_config, parse_sensor, run
 from anonynoise.errors import AnonyNoiseError
 
 log = logging.getLogger("stream")
@@ -89,13 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
                          "on this screen; raw events never leave the process)")
     ap.add_argument("--preview-screenshot", metavar="OUT.png", default=None,
                     help=argparse.SUPPRESS)  # tests: save the last preview picture
+    add_filter_arguments(ap)
     return ap
 
 
-def model_identity(path: Path, ckpt) -> dict:
+def model_identity(path: Path, ckpt, filters=None) -> dict:
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     return {"kind": ckpt.kind, "name": path.stem, "sha256": digest,
-            "representation": ckpt.representation.to_dict()}
+            "representation": ckpt.representation.to_dict(),
+            "filters": filters.describe() if filters is not None else {"spec": "none"}}
 
 
 def make_source(args):
@@ -139,12 +141,13 @@ def stream_main(args) -> int:
         from viewer.app import check_display
 
         check_display(instead=NO_DISPLAY_INSTEAD)
+    filters = filter_config(args)
     model_path = Path(args.model) if args.model else default_model()
     ckpt = load_checkpoint(model_path, ANONYMIZER_KINDS)
     source = make_source(args)
     window = choose_window(ckpt.representation, args.window_ms)
     anonymizer = Anonymizer(ckpt, args.device, threads=model_threads(args.threads),
-                            allow_weak=args.allow_weak)
+                            allow_weak=args.allow_weak, filters=filters)
     anonymizer.check_source(source.width, source.height,
                             window if ckpt.representation.window_us is not None else None)
     anonymizer.warm_up(source.width, source.height)
@@ -171,7 +174,7 @@ def stream_main(args) -> int:
 
             latest = LatestPair()
         pipeline = Pipeline(source, anonymizer, publisher, sinks, config,
-                            model_identity(model_path, ckpt), paced=paced,
+                            model_identity(model_path, ckpt, filters), paced=paced,
                             speed=args.speed if args.replay else 1.0, preview=latest)
         if args.lossless and not source.live:
             log.info("waiting for a subscriber on %s", args.lossless)

@@ -51,6 +51,19 @@ def test_command_line_and_bad_input(real_file, model, tmp_path, capsys):
         anonymize_file(tmp_path / "missing.aedat4", tmp_path / "c.npy", model)
 
 
+def test_filters_on_the_command_line(real_file, model, tmp_path, capsys):
+    src = str(real_file("face_dvxplorer.aedat4"))
+    out = tmp_path / "f.npy"
+    assert main(["anonymize", src, str(out), "--model", str(model), "--device", "cpu",
+                 "--filters", "warp+slots+jitter", "--jitter-block", "8"]) == 0
+    assert "anonymized events from 111,954 in 12 windows (0 dropped" in capsys.readouterr().out
+    assert len(read_events(out, (320, 240))) > 0
+    bad = tmp_path / "g.npy"
+    assert main(["anonymize", src, str(bad), "--model", str(model), "--filters", "blur"]) == 2
+    assert "unknown privacy filter 'blur'" in capsys.readouterr().err
+    assert not bad.exists()
+
+
 def test_the_shipped_default_model_anonymizes_stream_windows(tmp_path):
     """The committed default: the light net trained on 50 ms windows, noisy enough to pass
     the near-identity check without --allow-weak, and within the event-rate cap."""

@@ -341,6 +341,8 @@ def test_bad_input_is_one_line(tmp_path, checkpoint, real_file):
         (["--replay", face, "--model", str(checkpoint), "--publish",
           f"tcp://127.0.0.1:{port}"], "cannot publish"),
         (["--camera", "--model", str(checkpoint)], "camera"),
+        (["--replay", face, "--model", str(checkpoint), "--filters", "warp+blur"],
+         "unknown privacy filter 'blur'"),
     ]
     try:
         for args, message in cases:
@@ -350,6 +352,24 @@ def test_bad_input_is_one_line(tmp_path, checkpoint, real_file):
             assert len(lines) == 1 and message in lines[0], (args, done.stderr)
     finally:
         busy.close()
+
+
+def test_the_command_filters_and_says_so_in_every_header(tmp_path, checkpoint, real_file):
+    address = f"ipc://{tmp_path}/filtered"
+    collector = Collector(address, timeout_s=60)
+    collector.start()
+    done = cli("--replay", str(real_file("face_dvxplorer.aedat4")), "--fast", "--model",
+               str(checkpoint), "--publish", "none", "--lossless", address,
+               "--wait-subscriber", "30", "--filters", "warp+slots+jitter",
+               "--warp-period", "0.2", "--status-every", "0")
+    collector.join(60)
+    assert done.returncode == 0, done.stderr
+    assert len(collector.windows) == 12  # the face recording's 50 ms windows
+    filters = [h.model["filters"] for h, _ in collector.windows]
+    assert filters[0] == {"spec": "warp+slots+jitter", "block": 4, "warp_scale": 0.25,
+                          "warp_displacement": 0.15, "warp_grid": 3, "warp_period_s": 0.2}
+    assert all(f == filters[0] for f in filters)
+    assert sum(len(ev) for _, ev in collector.windows) > 0
 
 
 def test_flag_values_out_of_range_are_refused_before_anything_runs(tmp_path, checkpoint):

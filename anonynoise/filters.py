@@ -1,0 +1,258 @@
+"""Privacy filters: fixed, non-learned transforms of a window's events, applied before the
+anonymizer's net.
+
+    warp    a random smooth warp of the image plane (an anisotropic scale about the centre
+            plus a smooth displacement field), drawn from OS entropy and held for a period:
+            body proportions and shape change, and no two periods share them
+    slots   the first event of each pixel and polarity in each time bin of the window, the
+            rest dropped: how many events an edge makes (contrast, texture) is gone
+    jitter  each event moved to a random pixel of its block x block tile: detail below the
+            block size (a face, hair) is gone, a limb's motion is not
+
+The filters run on the events before the net. The net's noise is independent of the person and
+an attacker has our weights, so an attacker can make our output from the filtered events
+itself: the best attacker on the output does no better than the best attacker on the filtered
+events, whatever the net learned. docs/privacy-controls.md measures that attacker
+(`train.controls`, the stream:... rows).
+
+The functions are pure (numba kernels on one dtype each); PrivacyFilter holds the parameters,
+the current warp and the random state. Randomness comes from OS entropy; seeds are for tests.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+import numba
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from anonynoise.errors import AnonyNoiseError
+from anonynoise.events import EventBatch, empty_events
+from anonynoise.represent import bin_edges
+from anonynoise.rng import rng_state, uniform
+
+FILTER_STEPS = ("warp", "slots", "jitter")
+
+
+# ---------------------------------------------------------------------------------------------
+# kernels
+
+
+@numba.njit(cache=True, nogil=True)
+def _first_per_slot(t, x, y, p, edges, width, height):
+    """Mask of the first event of each pixel and polarity in each slot [edges[k], edges[k+1])
+    (events sorted by time; events outside every slot are dropped)."""
+    n = t.shape[0]
+    keep = np.zeros(n, np.bool_)
+    stamp = np.zeros(2 * height * width, np.int32)  # slot + 1 of the last kept event
+    starts = np.searchsorted(t, edges)
+    for k in range(edges.shape[0] - 1):
+        for i in range(starts[k], starts[k + 1]):
+            j = (np.int64(p[i]) * height + np.int64(y[i])) * width + np.int64(x[i])
+            if stamp[j] != k + 1:
+                stamp[j] = k + 1
+                keep[i] = True
+    return keep
+
+
+@numba.njit(cache=True, nogil=True)
+def _jitter(x, y, block, width, height, state):
+    """Each (x, y) moved to a uniform random pixel of its block x block tile (tiles at the
+    right and bottom edges are cut by the sensor)."""
+    n = x.shape[0]
+    xo = np.empty(n, np.int16)
+    yo = np.empty(n, np.int16)
+    for i in range(n):
+        x0 = (np.int64(x[i]) // block) * block
+        y0 = (np.int64(y[i]) // block) * block
+        xo[i] = x0 + np.int64(uniform(state) * min(block, width - x0))
+        yo[i] = y0 + np.int64(uniform(state) * min(block, height - y0))
+    return xo, yo
+
+
+@numba.njit(cache=True, nogil=True)
+def _warp(x, y, map_x, map_y, state):
+    """Each (x, y) to (map_x, map_y)[y, x], rounded stochastically (so a stretched region is
+    filled, not striped); the mask says which land on the sensor."""
+    n = x.shape[0]
+    height, width = map_x.shape
+    xo = np.empty(n, np.int16)
+    yo = np.empty(n, np.int16)
+    keep = np.zeros(n, np.bool_)
+    for i in range(n):
+        fx = np.floor(map_x[y[i], x[i]] + uniform(state))
+        fy = np.floor(map_y[y[i], x[i]] + uniform(state))
+        if 0 <= fx < width and 0 <= fy < height:
+            xo[i] = np.int16(fx)
+            yo[i] = np.int16(fy)
+            keep[i] = True
+        else:
+            xo[i] = 0
+            yo[i] = 0
+    return xo, yo, keep
+
+
+# ---------------------------------------------------------------------------------------------
+# functions
+
+
+def _select(events: EventBatch, keep: np.ndarray, x=None, y=None) -> EventBatch:
+    x = events.x if x is None else x
+    y = events.y if y is None else y
+    return EventBatch.trusted(np.ascontiguousarray(events.t[keep]), np.ascontiguousarray(x[keep]),
+                              np.ascontiguousarray(y[keep]), np.ascontiguousarray(events.p[keep]),
+                              events.width, events.height)
+
+
+def first_event_per_slot(events: EventBatch, t_start: int, t_end: int, slots: int) -> EventBatch:
+    """The first event of each pixel and polarity in each of `slots` equal slots of
+    [t_start, t_end) (the representation's bins: the same edges); the rest, and events outside
+    the window, dropped. Time order is kept."""
+    edges = bin_edges(t_start, t_end, slots)
+    keep = _first_per_slot(events.t, events.x, events.y, events.p, edges,
+                           events.width, events.height)
+    return _select(events, keep)
+
+
+def block_jitter(events: EventBatch, block: int, state: np.ndarray) -> EventBatch:
+    """Each event moved to a random pixel of its block x block tile; time order is kept."""
+    x, y = _jitter(events.x, events.y, int(block), events.width, events.height, state)
+    return EventBatch.trusted(events.t, x, y, events.p, events.width, events.height)
+
+
+def smooth_warp_map(width: int, height: int, rng: np.random.Generator, scale: float = 0.25,
+                    displacement: float = 0.15, grid: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """A random smooth warp: where each pixel (x, y) goes, as two (H, W) float32 maps.
+
+    Each axis is scaled about the centre by a factor in [1 / (1 + scale), 1 + scale]
+    (log-uniform), then displaced by a field drawn on a grid x grid lattice (normal, standard
+    deviation `displacement` of the half-width or half-height) and spread by bicubic
+    interpolation, as train.controls' warp of whole clips."""
+    log_range = np.log1p(scale)
+    sx, sy = np.exp(rng.uniform(-log_range, log_range, 2))
+    lattice = torch.from_numpy(rng.normal(0.0, displacement, (1, 2, grid, grid))).float()
+    field = F.interpolate(lattice, size=(height, width), mode="bicubic",
+                          align_corners=True)[0].numpy()
+    cx, cy = (width - 1) / 2, (height - 1) / 2
+    xs = np.arange(width, dtype=np.float32)[None, :]
+    ys = np.arange(height, dtype=np.float32)[:, None]
+    map_x = cx + (xs - cx) * sx + field[0] * (width / 2)
+    map_y = cy + (ys - cy) * sy + field[1] * (height / 2)
+    return (np.ascontiguousarray(np.broadcast_to(map_x, (height, width)), dtype=np.float32),
+            np.ascontiguousarray(np.broadcast_to(map_y, (height, width)), dtype=np.float32))
+
+
+def warp_events(events: EventBatch, map_x: np.ndarray, map_y: np.ndarray,
+                state: np.ndarray) -> EventBatch:
+    """Events moved by a warp map (smooth_warp_map); those it moves off the sensor dropped."""
+    if map_x.shape != (events.height, events.width) or map_y.shape != map_x.shape:
+        raise AnonyNoiseError(f"a warp map of {map_x.shape[1]}x{map_x.shape[0]} does not fit "
+                              f"a {events.width}x{events.height} sensor")
+    x, y, keep = _warp(events.x, events.y, map_x, map_y, state)
+    return _select(events, keep, x, y)
+
+
+# ---------------------------------------------------------------------------------------------
+# the thin class
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    """Which filters run, left to right (`spec`: steps joined by '+'), and their parameters."""
+
+    spec: str = "warp+slots+jitter"
+    block: int = 4  # jitter's tile, in pixels
+    warp_scale: float = 0.25
+    warp_displacement: float = 0.15
+    warp_grid: int = 3
+    warp_period_s: float = 60.0  # a new warp every period, on event time
+
+    @property
+    def steps(self) -> tuple[str, ...]:
+        return () if self.spec in ("", "none") else tuple(self.spec.split("+"))
+
+    def check(self) -> "FilterConfig":
+        """Raise AnonyNoiseError (one line) for an unknown step or a parameter out of range."""
+        for step in self.steps:
+            if step not in FILTER_STEPS:
+                raise AnonyNoiseError(f"unknown privacy filter {step!r} in {self.spec!r} "
+                                      f"(filters: {', '.join(FILTER_STEPS)}, joined by '+'; "
+                                      "or none)")
+        if len(set(self.steps)) != len(self.steps):
+            raise AnonyNoiseError(f"privacy filters {self.spec!r}: each filter at most once")
+        if not 2 <= self.block <= 64:
+            raise AnonyNoiseError(f"the jitter block must be 2 to 64 pixels, got {self.block}")
+        if not (0 <= self.warp_scale <= 1 and 0 <= self.warp_displacement <= 0.5):
+            raise AnonyNoiseError("the warp scale must be in [0, 1] and its displacement in "
+                                  f"[0, 0.5], got {self.warp_scale} and {self.warp_displacement}")
+        if not 2 <= self.warp_grid <= 16:
+            raise AnonyNoiseError(f"the warp grid must be 2 to 16, got {self.warp_grid}")
+        if not self.warp_period_s > 0:
+            raise AnonyNoiseError(f"the warp period must be positive, got {self.warp_period_s}")
+        return self
+
+    def describe(self) -> dict:
+        """Plain types, for stream headers and reports (no random state, no seed)."""
+        return {"spec": self.spec} | {k: v for k, v in asdict(self).items() if k != "spec"
+                                      and self._used(k)}
+
+    def _used(self, key: str) -> bool:
+        return ("jitter" in self.steps) if key == "block" else \
+            ("warp" in self.steps) if key.startswith("warp") else True
+
+
+class PrivacyFilter:
+    """Apply a FilterConfig's filters to successive windows of one sensor.
+
+    The warp is drawn when the first window comes and again whenever a window starts a
+    `warp_period_s` or more after the current warp's first window. seed: tests only (the
+    default draws everything from OS entropy)."""
+
+    def __init__(self, config: FilterConfig, *, seed: int | None = None):
+        self.config = config.check()
+        self._seed = seed
+        self._draws = 0
+        self._warp: tuple[np.ndarray, np.ndarray] | None = None
+        self._warp_size: tuple[int, int] | None = None
+        self._warp_from: int | None = None
+        self._warp_until: int | None = None
+        self.warps = 0  # warps drawn so far
+
+    def _state(self) -> np.ndarray:
+        self._draws += 1
+        return rng_state(None if self._seed is None else self._seed * 1_000_003 + self._draws)
+
+    def _current_warp(self, width: int, height: int, t_start: int):
+        if (self._warp is None or self._warp_size != (width, height)
+                or not self._warp_from <= t_start < self._warp_until):  # time went back: anew
+            seed = int.from_bytes(os.urandom(8), "little") if self._seed is None else \
+                self._seed * 1_000_003 + 7919 * (self.warps + 1)
+            c = self.config
+            self._warp = smooth_warp_map(width, height, np.random.default_rng(seed),
+                                         c.warp_scale, c.warp_displacement, c.warp_grid)
+            self._warp_size = (width, height)
+            self._warp_from = int(t_start)
+            self._warp_until = int(t_start) + max(1, round(c.warp_period_s * 1e6))
+            self.warps += 1
+        return self._warp
+
+    def __call__(self, events: EventBatch, t_start: int, t_end: int, bins: int) -> EventBatch:
+        """The filtered events of the window [t_start, t_end) of `bins` time bins."""
+        for step in self.config.steps:
+            if step == "warp":
+                map_x, map_y = self._current_warp(events.width, events.height, t_start)
+                events = warp_events(events, map_x, map_y, self._state())
+            elif step == "slots":
+                events = first_event_per_slot(events, t_start, t_end, bins)
+            else:
+                events = block_jitter(events, self.config.block, self._state())
+        return events
+
+
+def warm_up() -> None:
+    """Compile (or load from the cache) every kernel here, before the live path needs it."""
+    events = empty_events(4, 4)
+    PrivacyFilter(FilterConfig("warp+slots+jitter", block=2), seed=0)(events, 0, 10, 5)

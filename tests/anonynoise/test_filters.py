@@ -1,0 +1,166 @@
+"""Privacy filters on events: each filter's defining property, the warp's period, OS entropy,
+their place before the net in the anonymizer, and failing closed."""
+
+import numpy as np
+import pytest
+import torch
+
+from anonynoise import represent
+from anonynoise.anonymizer import AnonymizationRefused, Anonymizer
+from anonynoise.checkpoint import Representation, save_checkpoint
+from anonynoise.errors import AnonyNoiseError
+from anonynoise.events import make_events
+from anonynoise.examples import clustered_stream
+from anonynoise.filters import (FilterConfig, PrivacyFilter, block_jitter, first_event_per_slot,
+                                smooth_warp_map, warp_events)
+from anonynoise.models import LightAnonNet
+from anonynoise.rng import rng_state
+
+WINDOW = 50_000
+
+
+@pytest.fixture(scope="module")
+def stream():
+    return clustered_stream(64, 48, duration_s=0.05, rate=1e6, seed=5)
+
+
+def test_slots_keep_the_first_event_of_each_pixel_polarity_and_slot():
+    # window [0, 20) in 2 slots: [0, 10) and [10, 20)
+    ev = make_events(t=[0, 3, 4, 5, 12, 15, 19, 25], x=[1, 1, 1, 2, 1, 1, 2, 1],
+                     y=[1, 1, 1, 0, 1, 1, 0, 1], p=[1, 1, 0, 1, 1, 0, 1, 1], width=4, height=2)
+    out = first_event_per_slot(ev, 0, 20, 2)
+    assert out.t.tolist() == [0, 4, 5, 12, 15, 19]  # 3: a repeat; 25: after the window
+    assert out.x.tolist() == [1, 1, 2, 1, 1, 2] and out.p.tolist() == [1, 0, 1, 1, 0, 1]
+
+
+def test_slots_match_a_brute_force_reference(stream):
+    out = first_event_per_slot(stream, 0, WINDOW, 5)
+    edges = represent.bin_edges(0, WINDOW, 5)
+    slot = np.searchsorted(edges, stream.t, side="right") - 1
+    key = ((slot * 2 + stream.p) * 48 + stream.y.astype(np.int64)) * 64 + stream.x
+    first = np.sort(np.unique(key, return_index=True)[1])
+    assert np.array_equal(out.t, stream.t[first]) and np.array_equal(out.x, stream.x[first])
+    assert 0 < len(out) < len(stream)
+    counts = represent.events_to_counts(out, 0, WINDOW, 5)
+    assert counts.max() == 1 and counts.sum() == len(out)
+
+
+def test_jitter_moves_each_event_within_its_block_only(stream):
+    out = block_jitter(stream, 4, rng_state(1))
+    assert len(out) == len(stream)
+    assert np.array_equal(out.t, stream.t) and np.array_equal(out.p, stream.p)
+    assert np.array_equal(out.x // 4, stream.x // 4) and np.array_equal(out.y // 4, stream.y // 4)
+    assert (out.x != stream.x).mean() > 0.6  # 3 in 4 move in x
+
+
+def test_jitter_reaches_every_pixel_of_a_tile_and_stays_on_a_cut_tile():
+    n = 4000
+    ev = make_events(np.arange(n), np.full(n, 9), np.full(n, 5), np.zeros(n), width=10, height=6)
+    out = block_jitter(ev, 4, rng_state(2))  # the tile at x 8..9 (cut at 10), y 4..5 (cut at 6)
+    cells, hits = np.unique(out.y.astype(int) * 10 + out.x, return_counts=True)
+    assert cells.tolist() == [48, 49, 58, 59]
+    assert hits.min() > n / 4 * 0.85  # uniform over the cut tile
+
+
+def test_a_zero_warp_is_the_identity_and_a_warp_is_smooth_and_random(stream):
+    ident = smooth_warp_map(64, 48, np.random.default_rng(0), scale=0.0, displacement=0.0)
+    out = warp_events(stream, *ident, rng_state(3))
+    assert np.array_equal(out.x, stream.x) and np.array_equal(out.y, stream.y)
+    a = smooth_warp_map(64, 48, np.random.default_rng(1))
+    b = smooth_warp_map(64, 48, np.random.default_rng(2))
+    assert np.abs(a[0] - b[0]).mean() > 0.5  # two draws differ by pixels
+    # smooth: neighbours move together (the local stretch stays within the scale's range)
+    assert np.abs(np.diff(a[0], axis=1)).max() < 2.0 and np.abs(np.diff(a[1], axis=0)).max() < 2.0
+
+
+def test_a_warp_drops_what_it_moves_off_the_sensor_and_rounds_without_bias():
+    n = 20000
+    ev = make_events(np.arange(n), np.full(n, 2), np.full(n, 3), np.ones(n), width=8, height=8)
+    map_x = np.full((8, 8), 4.25, np.float32)
+    map_y = np.full((8, 8), 7.5, np.float32)  # half of them round to 8: off the sensor
+    out = warp_events(ev, map_x, map_y, rng_state(4))
+    assert abs(len(out) / n - 0.5) < 0.02 and set(out.y.tolist()) == {7}
+    assert abs(out.x.mean() - 4.25) < 0.02  # stochastic rounding keeps the mean position
+    off = warp_events(ev, map_x + 8, map_y, rng_state(4))
+    assert len(off) == 0
+    with pytest.raises(AnonyNoiseError, match="does not fit"):
+        warp_events(ev, map_x[:4], map_y[:4], rng_state(4))
+
+
+def test_the_warp_is_held_for_its_period_and_drawn_anew_after(stream):
+    f = PrivacyFilter(FilterConfig("warp", warp_period_s=0.1))
+    f(stream, 0, WINDOW, 5)
+    first = f._warp
+    f(stream, WINDOW, 2 * WINDOW, 5)
+    assert f._warp is first and f.warps == 1
+    f(stream, 2 * WINDOW, 3 * WINDOW, 5)  # 0.1 s after the first window
+    assert f.warps == 2 and not np.array_equal(f._warp[0], first[0])
+    f(stream, 0, WINDOW, 5)  # time went back (a looped replay): a new warp, not an old one
+    assert f.warps == 3
+
+
+def test_unseeded_filters_draw_from_os_entropy_and_seeded_ones_repeat(stream):
+    a = PrivacyFilter(FilterConfig())(stream, 0, WINDOW, 5)
+    b = PrivacyFilter(FilterConfig())(stream, 0, WINDOW, 5)
+    assert len(a) != len(b) or not np.array_equal(a.x, b.x)
+    c = PrivacyFilter(FilterConfig(), seed=3)(stream, 0, WINDOW, 5)
+    d = PrivacyFilter(FilterConfig(), seed=3)(stream, 0, WINDOW, 5)
+    assert np.array_equal(c.x, d.x) and np.array_equal(c.t, d.t)
+
+
+@pytest.mark.parametrize("config, fragment", [
+    (FilterConfig("warp+blur"), "unknown privacy filter 'blur'"),
+    (FilterConfig("slots+slots"), "at most once"),
+    (FilterConfig("jitter", block=1), "jitter block must be 2 to 64"),
+    (FilterConfig("warp", warp_period_s=0), "warp period must be positive"),
+    (FilterConfig("warp", warp_scale=3), "warp scale"),
+])
+def test_bad_configurations_are_one_line_errors(config, fragment):
+    with pytest.raises(AnonyNoiseError, match=fragment):
+        config.check()
+
+
+def test_describe_names_what_runs_and_no_random_state():
+    assert FilterConfig("slots").describe() == {"spec": "slots"}
+    d = FilterConfig("warp+jitter", block=6).describe()
+    assert d["block"] == 6 and d["warp_period_s"] == 60.0 and "seed" not in d
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    net = LightAnonNet(10, width=8)
+    torch.nn.init.constant_(net.head.bias, 1.0)  # untrained, but clearly noisy
+    return save_checkpoint(tmp_path_factory.mktemp("m") / "light.pt", net,
+                           Representation(window_us=WINDOW))
+
+
+def test_the_net_sees_the_filtered_events(checkpoint, stream, monkeypatch):
+    anon = Anonymizer(checkpoint, "cpu", filters=FilterConfig("slots"))
+    seen = []
+    to_counts = represent.events_to_counts
+
+    def spy(events, t0, t1, bins):
+        seen.append(events)
+        return to_counts(events, t0, t1, bins)
+
+    monkeypatch.setattr(represent, "events_to_counts", spy)
+    out = anon.anonymize(stream, 0, WINDOW)
+    assert len(out.events) > 0 and len(seen) == 1
+    assert np.array_equal(seen[0].t, first_event_per_slot(stream, 0, WINDOW, 5).t)
+
+
+def test_no_filters_leaves_the_anonymizer_as_it_was(checkpoint):
+    assert Anonymizer(checkpoint, "cpu", filters=FilterConfig("none")).filters is None
+
+
+def test_a_failing_filter_refuses_the_window_and_counts_it(checkpoint, stream, monkeypatch):
+    anon = Anonymizer(checkpoint, "cpu", filters=FilterConfig("jitter"))
+
+    def broken(*a):
+        raise MemoryError("no room")
+
+    monkeypatch.setattr(anon, "_filter", broken)
+    with pytest.raises(AnonymizationRefused, match="privacy filters failed: MemoryError"):
+        anon.anonymize(stream, 0, WINDOW)
+    assert anon.refused == 1 and anon.windows == 0
