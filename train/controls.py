@@ -29,8 +29,14 @@ Transforms, joined by "+" and applied left to right, each on a whole clip (slots
            `--warp-displacement` of the half-width) spread by bicubic interpolation; bilinear
            resampling, the clip's event count kept
 
-A stream would hold one warp for a period (fresh from OS entropy each period) rather than
-one per clip; these controls are seeded (studies, not the product).
+    stream:SPEC  the stream's own privacy filters (anonynoise.filters, SPEC of warp, slots,
+           jitter joined by '+') run on each recording as the stream runs them: window by
+           window (`--window-ms`, 5 bins each), the warp held for the recording (the stream's
+           default period is longer than a recording), jitter's block `--pool`; the clip is
+           binned from the filtered events
+
+A stream holds one warp for a period (fresh from OS entropy each period) rather than one per
+clip; these controls are seeded (studies, not the product).
 """
 
 from __future__ import annotations
@@ -48,9 +54,11 @@ import torch.nn.functional as F
 
 from anonynoise.cli import run
 from anonynoise.errors import AnonyNoiseError
-from anonynoise.events import EventBatch, make_events
+from anonynoise.events import EventBatch, concatenate
+from anonynoise.filters import FilterConfig, PrivacyFilter, first_event_per_slot
 from anonynoise.synth.dataset import DatasetConfig
 from anonynoise.synth.people import ALL_CUES, CUES
+from anonynoise.windower import Windower
 from train.classify import FitConfig
 from train.synth_check import ATTACKERS, dataset, mean_std, parse_job_args, run_jobs
 
@@ -65,14 +73,35 @@ DEFAULT_TRANSFORMS = ("none", "pool", "bin", "bin+pool", "warp", "warp+pool", "w
                       "slots", "slots+pool", "warp+slots+pool")
 
 
-def first_event_per_slot(events: EventBatch, slot_us: int) -> EventBatch:
-    """The first event of each pixel and polarity in each slot of `slot_us` (slots counted
-    from t = 0); the others dropped. Time order is kept."""
-    w, h = events.width, events.height
-    key = ((events.t // slot_us) * 2 + events.p) * (w * h) + \
-        events.y.astype(np.int64) * w + events.x
-    keep = np.sort(np.unique(key, return_index=True)[1])
-    return make_events(events.t[keep], events.x[keep], events.y[keep], events.p[keep], w, h)
+def slots_from_zero(events: EventBatch, slot_us: int) -> EventBatch:
+    """The first event of each pixel and polarity in each slot of `slot_us`, slots counted
+    from t = 0 (over the whole recording); the others dropped."""
+    if not len(events):
+        return events
+    n = int(events.t[-1]) // slot_us + 1
+    return first_event_per_slot(events, 0, n * slot_us, n)
+
+
+def stream_filtered(events: EventBatch, config: FilterConfig, window_us: int, bins: int,
+                    seed: int) -> EventBatch:
+    """A recording's events through the stream's privacy filters, window by window as the
+    stream cuts them (windows from the first event)."""
+    pf = PrivacyFilter(config, seed=seed)
+    windower = Windower(window_us, events.width, events.height)
+    return concatenate([pf(w.events, w.t_start, w.t_end, bins)
+                        for w in windower.push(events) + windower.flush()])
+
+
+class _StreamFilterRun:
+    """events_filter for one load of a split: each recording gets its own seed (picklable)."""
+
+    def __init__(self, config: FilterConfig, window_us: int, seed: int):
+        self.config, self.window_us, self.seed, self.count = config, window_us, seed, 0
+
+    def __call__(self, events: EventBatch) -> EventBatch:
+        self.count += 1
+        return stream_filtered(events, self.config, self.window_us, 5,
+                               self.seed * 1_000_003 + self.count)
 
 
 def block_means(x: np.ndarray, block: int) -> np.ndarray:
@@ -121,23 +150,55 @@ class ClipTransform:
     warp_grid: int = 3
     slot_ms: float = 10.0
 
+    window_ms: float = 50.0
+
+    @property
+    def stream(self) -> FilterConfig | None:
+        """The stream's privacy filters of a stream:SPEC transform, else None."""
+        if not self.spec.startswith("stream:"):
+            return None
+        return FilterConfig(self.spec.removeprefix("stream:"), block=self.pool,
+                            warp_scale=self.warp_scale,
+                            warp_displacement=self.warp_displacement, warp_grid=self.warp_grid,
+                            warp_period_s=3600.0)
+
     @property
     def steps(self) -> tuple[str, ...]:
-        return () if self.spec == "none" else tuple(self.spec.split("+"))
+        """The steps on clips (a stream:SPEC transform has none: it is all on the events)."""
+        if self.spec == "none" or self.stream is not None:
+            return ()
+        return tuple(self.spec.split("+"))
 
     @property
     def random(self) -> bool:
-        return "warp" in self.steps
+        return "warp" in self.steps or self.events_random
+
+    @property
+    def events_random(self) -> bool:
+        """Whether the event step draws anew on every load (so each draw loads again)."""
+        return self.stream is not None and any(s in self.stream.steps for s in ("warp", "jitter"))
 
     @property
     def on_events(self) -> bool:
-        return "slots" in self.steps
+        return "slots" in self.steps or self.stream is not None
+
+    def events_filter(self, seed: int):
+        """The event-level step of one load of a split (slots, or the stream's filters with
+        their draws seeded from `seed`), before binning."""
+        if self.stream is not None:
+            return _StreamFilterRun(self.stream, max(1, round(self.window_ms * 1000)), seed)
+        return self.events
 
     def events(self, events: EventBatch) -> EventBatch:
-        """The event-level step (slots), before binning."""
-        return first_event_per_slot(events, max(1, round(self.slot_ms * 1000)))
+        """The slots step, before binning."""
+        return slots_from_zero(events, max(1, round(self.slot_ms * 1000)))
 
     def check(self, size: int) -> None:
+        if self.stream is not None:
+            self.stream.check()
+            if self.window_ms <= 0:
+                raise AnonyNoiseError(f"--window-ms must be positive, got {self.window_ms}")
+            return
         unknown = [s for s in self.steps if s not in STEPS]
         if unknown:
             raise AnonyNoiseError(f"unknown transform step {unknown[0]!r} in {self.spec!r} "
@@ -207,12 +268,15 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--transforms", nargs="+", default=list(DEFAULT_TRANSFORMS),
-                    help="chains of slots, pool, bin, warp joined by '+', or none")
+                    help="chains of slots, pool, bin, warp joined by '+', none, or stream:SPEC "
+                         "(the stream's privacy filters: warp, slots, jitter joined by '+')")
     ap.add_argument("--pool", type=int, default=4, help="block size of pool")
     ap.add_argument("--warp-scale", type=float, default=0.25)
     ap.add_argument("--warp-displacement", type=float, default=0.15)
     ap.add_argument("--warp-grid", type=int, default=3)
     ap.add_argument("--slot-ms", type=float, default=10.0, help="slot length of slots")
+    ap.add_argument("--window-ms", type=float, default=50.0,
+                    help="the stream's window for stream:SPEC transforms (5 bins each)")
     ap.add_argument("--draws", type=int, default=4,
                     help="draws of a random transform over the training clips")
     ap.add_argument("--attacker", choices=ATTACKERS, default="scratch",
@@ -240,7 +304,7 @@ def main(argv=None) -> int:
     if args.draws < 1:
         raise AnonyNoiseError(f"--draws must be at least 1, got {args.draws}")
     transforms = [ClipTransform(spec, args.pool, args.warp_scale, args.warp_displacement,
-                                args.warp_grid, args.slot_ms)
+                                args.warp_grid, args.slot_ms, args.window_ms)
                   for spec in dict.fromkeys(args.transforms)]
     for t in transforms:
         t.check(args.size)

@@ -136,15 +136,26 @@ def evaluate_seed(config: DatasetConfig, fit: FitConfig, data_dir: Path, task: b
     if attacker not in ATTACKERS:
         raise ValueError(f"attacker must be one of {ATTACKERS}, got {attacker!r}")
     root = dataset(data_dir, config)
-    events_filter = transform.events if transform is not None and transform.on_events else None
-    x_train, rec_train = load_split(root, "train", events_filter=events_filter)
-    x_test, rec_test = load_split(root, "test", events_filter=events_filter)
+    on_events = transform is not None and transform.on_events
+    # a random step on the events (the stream's filters) draws anew on every load of a split
+    loads = draws if on_events and transform.events_random else 1
+
+    def events_filter(draw: int):
+        return transform.events_filter(1000 * config.seed + draw) if on_events else None
+
+    x_test, rec_test = load_split(root, "test", events_filter=events_filter(loads))
+    x_train, rec_train = load_split(root, "train", events_filter=events_filter(0))
     clean_train = x_train
-    if attacker != "scratch" and events_filter is not None:
+    if attacker != "scratch" and on_events:
         clean_train, _ = load_split(root, "train")
     if transform is not None:
         rng = np.random.default_rng(1000 + config.seed)
-        x_train = [transform(x_train, rng) for _ in range(draws if transform.random else 1)]
+        x_train = [x_train] + [load_split(root, "train", events_filter=events_filter(d))[0]
+                               for d in range(1, loads)]
+        if transform.random and loads == 1:
+            x_train = [transform(x_train[0], rng) for _ in range(draws)]
+        else:
+            x_train = [transform(x, rng) for x in x_train]
         x_test = transform(x_test, rng)
     t_train = np.array([r.target for r in rec_train])
     t_test = np.array([r.target for r in rec_test])

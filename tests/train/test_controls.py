@@ -63,19 +63,45 @@ def test_bad_transforms_are_refused():
     ClipTransform("warp+bin+pool").check(48)
 
 
+def test_stream_transforms_run_the_stream_filters_window_by_window():
+    from anonynoise.examples import clustered_stream
+    from anonynoise.filters import PrivacyFilter
+    from anonynoise.windower import Windower
+    from train.controls import stream_filtered
+
+    t = ClipTransform("stream:slots+jitter", pool=4)
+    assert t.on_events and t.random and t.events_random and t.steps == ()
+    assert t.stream.spec == "slots+jitter" and t.stream.block == 4
+    assert not ClipTransform("stream:slots").events_random
+    ev = clustered_stream(32, 32, duration_s=0.3, rate=3e5, seed=1)
+    out = stream_filtered(ev, t.stream, 50_000, 5, seed=9)
+    # the same as the stream's filter on each of the stream's windows
+    w, pf = Windower(50_000, 32, 32), PrivacyFilter(t.stream, seed=9)
+    want = [pf(win.events, win.t_start, win.t_end, 5) for win in w.push(ev) + w.flush()]
+    assert np.array_equal(out.x, np.concatenate([e.x for e in want]))
+    assert 0 < len(out) < len(ev)
+    run = t.events_filter(seed=3)
+    a, b = run(ev), run(ev)  # every recording of a load gets its own draw
+    assert not np.array_equal(a.x, b.x)
+    with pytest.raises(AnonyNoiseError, match="unknown privacy filter 'blur'"):
+        ClipTransform("stream:warp+blur").check(48)
+
+
 def test_controls_smoke_run_writes_a_report(tmp_path):
     out = tmp_path / "controls.md"
     proc = subprocess.run([sys.executable, "-m", "train.controls", "--tiny", "--transforms",
-                           "none", "warp+slots+pool", "--attacker", "clean+denoiser",
+                           "none", "warp+slots+pool", "stream:warp+slots+jitter",
+                           "--attacker", "clean+denoiser",
                            "--out", str(out), "--data",
                            str(tmp_path / "data")], capture_output=True, text=True,
                           timeout=600, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     rows = [line for line in out.read_text().splitlines() if line.startswith("| ")]
-    assert [r.split(" | ")[0] for r in rows[1:]] == ["| none", "| warp+slots+pool"]
+    assert [r.split(" | ")[0] for r in rows[1:]] == ["| none", "| warp+slots+pool",
+                                                     "| stream:warp+slots+jitter"]
     assert "behind a denoiser" in out.read_text()
     assert rows[2].endswith("% |")  # the change relative to no transform
-    # both transform jobs of the seed started from one clean Re-ID net, trained once
+    # the transform jobs of the seed started from one clean Re-ID net, trained once
     assert len(list((tmp_path / "data").glob("*/clean-reid-*.pt"))) == 1
 
 
@@ -91,11 +117,11 @@ def test_controls_refuses_an_unknown_step_in_one_line(tmp_path):
 
 def test_slots_keep_the_first_event_of_each_pixel_and_polarity_per_slot():
     from anonynoise.events import make_events
-    from train.controls import first_event_per_slot
+    from train.controls import slots_from_zero
     # t (µs), x, y, p: two events of (1, 0, on) in slot 0, one of them off; then slot 1
     ev = make_events([100, 200, 300, 9_999, 10_000, 10_500], [1, 1, 1, 2, 1, 1],
                      [0, 0, 0, 0, 0, 0], [1, 1, 0, 1, 1, 1], 4, 2)
-    out = first_event_per_slot(ev, 10_000)
+    out = slots_from_zero(ev, 10_000)
     assert out.t.tolist() == [100, 300, 9_999, 10_000]
     assert out.p.tolist() == [1, 0, 1, 1] and out.x.tolist() == [1, 1, 2, 1]
     assert ClipTransform("slots+pool").on_events and not ClipTransform("pool").on_events
