@@ -43,19 +43,22 @@ FILTER_STEPS = ("warp", "slots", "jitter")
 
 @numba.njit(cache=True, nogil=True)
 def _first_per_slot(t, x, y, p, edges, width, height):
-    """Mask of the first event of each pixel and polarity in each slot [edges[k], edges[k+1])
-    (events sorted by time; events outside every slot are dropped)."""
+    """The first event of each pixel and polarity in each slot [edges[k], edges[k+1]) (events
+    sorted by time; events outside every slot dropped), compacted: (t, x, y, p, count)."""
     n = t.shape[0]
-    keep = np.zeros(n, np.bool_)
+    to, xo, yo, po = np.empty(n, np.int64), np.empty(n, np.int16), np.empty(n, np.int16), \
+        np.empty(n, np.uint8)
     stamp = np.zeros(2 * height * width, np.int32)  # slot + 1 of the last kept event
     starts = np.searchsorted(t, edges)
+    m = 0
     for k in range(edges.shape[0] - 1):
         for i in range(starts[k], starts[k + 1]):
             j = (np.int64(p[i]) * height + np.int64(y[i])) * width + np.int64(x[i])
             if stamp[j] != k + 1:
                 stamp[j] = k + 1
-                keep[i] = True
-    return keep
+                to[m], xo[m], yo[m], po[m] = t[i], x[i], y[i], p[i]
+                m += 1
+    return to, xo, yo, po, m
 
 
 @numba.njit(cache=True, nogil=True)
@@ -74,37 +77,30 @@ def _jitter(x, y, block, width, height, state):
 
 
 @numba.njit(cache=True, nogil=True)
-def _warp(x, y, map_x, map_y, state):
+def _warp(t, x, y, p, map_x, map_y, state):
     """Each (x, y) to (map_x, map_y)[y, x], rounded stochastically (so a stretched region is
-    filled, not striped); the mask says which land on the sensor."""
-    n = x.shape[0]
+    filled, not striped); those landing off the sensor dropped, compacted: (t, x, y, p, count)."""
+    n = t.shape[0]
     height, width = map_x.shape
-    xo = np.empty(n, np.int16)
-    yo = np.empty(n, np.int16)
-    keep = np.zeros(n, np.bool_)
+    to, xo, yo, po = np.empty(n, np.int64), np.empty(n, np.int16), np.empty(n, np.int16), \
+        np.empty(n, np.uint8)
+    m = 0
     for i in range(n):
         fx = np.floor(map_x[y[i], x[i]] + uniform(state))
         fy = np.floor(map_y[y[i], x[i]] + uniform(state))
         if 0 <= fx < width and 0 <= fy < height:
-            xo[i] = np.int16(fx)
-            yo[i] = np.int16(fy)
-            keep[i] = True
-        else:
-            xo[i] = 0
-            yo[i] = 0
-    return xo, yo, keep
+            to[m], xo[m], yo[m], po[m] = t[i], np.int16(fx), np.int16(fy), p[i]
+            m += 1
+    return to, xo, yo, po, m
 
 
 # ---------------------------------------------------------------------------------------------
 # functions
 
 
-def _select(events: EventBatch, keep: np.ndarray, x=None, y=None) -> EventBatch:
-    x = events.x if x is None else x
-    y = events.y if y is None else y
-    return EventBatch.trusted(np.ascontiguousarray(events.t[keep]), np.ascontiguousarray(x[keep]),
-                              np.ascontiguousarray(y[keep]), np.ascontiguousarray(events.p[keep]),
-                              events.width, events.height)
+def _batch(compacted, like: EventBatch) -> EventBatch:
+    t, x, y, p, m = compacted
+    return EventBatch.trusted(t[:m], x[:m], y[:m], p[:m], like.width, like.height)
 
 
 def first_event_per_slot(events: EventBatch, t_start: int, t_end: int, slots: int) -> EventBatch:
@@ -112,9 +108,8 @@ def first_event_per_slot(events: EventBatch, t_start: int, t_end: int, slots: in
     [t_start, t_end) (the representation's bins: the same edges); the rest, and events outside
     the window, dropped. Time order is kept."""
     edges = bin_edges(t_start, t_end, slots)
-    keep = _first_per_slot(events.t, events.x, events.y, events.p, edges,
-                           events.width, events.height)
-    return _select(events, keep)
+    return _batch(_first_per_slot(events.t, events.x, events.y, events.p, edges,
+                                  events.width, events.height), events)
 
 
 def block_jitter(events: EventBatch, block: int, state: np.ndarray) -> EventBatch:
@@ -151,8 +146,7 @@ def warp_events(events: EventBatch, map_x: np.ndarray, map_y: np.ndarray,
     if map_x.shape != (events.height, events.width) or map_y.shape != map_x.shape:
         raise AnonyNoiseError(f"a warp map of {map_x.shape[1]}x{map_x.shape[0]} does not fit "
                               f"a {events.width}x{events.height} sensor")
-    x, y, keep = _warp(events.x, events.y, map_x, map_y, state)
-    return _select(events, keep, x, y)
+    return _batch(_warp(events.t, events.x, events.y, events.p, map_x, map_y, state), events)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -34,6 +34,15 @@ SECTIONS = [
      "(compared with our one frame, then with our 5 bins); numpy `bincount` the same float32 "
      "counts as ours. Tensor -> events is timed on the windows' counts and on counts plus "
      "noise."),
+    ("filters.py", "Privacy filters",
+     "The stream's privacy filters (`--filters`, `anonynoise/filters.py`) on the clustered "
+     "stream's 50 ms windows (100k events each), one core, the tools taking turns in 3 "
+     "rounds. No peer does what they do, so each is set beside the nearest job: slots (one "
+     "event per pixel, polarity and 10 ms slot) beside tonic's `RefractoryPeriod` (a Python "
+     "loop, timed on 3 windows) and dv-processing's `BackgroundActivityNoiseFilter` (a "
+     "per-pixel timestamp test too); jitter (a random pixel of the 4x4 block) beside tonic's "
+     "`SpatialJitter` (Gaussian of the same variance). The warp and the whole chain have no "
+     "peer: their share of the window's 50 ms is what counts."),
     ("io.py", "Reading .aedat4",
      "Whole files decoded to numpy arrays (t, x, y, p): our reader, dv-processing directly, "
      "tonic's `read_aedat4`; the event counts of all three are checked to agree."),

@@ -21,6 +21,20 @@ def test_represent_benchmark_runs_and_reports_ratios():
         assert any("tensor -> events" in r and "ours" in r for r in rows), out
 
 
+def test_filters_benchmark_runs_and_sets_each_filter_beside_its_peers():
+    proc = subprocess.run([sys.executable, str(BENCH / "filters.py"), "--tiny"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    for size in ("128x128", "346x260", "640x480"):
+        rows = [r.split("|") for r in proc.stdout.splitlines() if r.startswith(size)]
+        tools = [r[2].strip() for r in rows]
+        assert tools == ["ours slots", "tonic RefractoryPeriod", "dv BackgroundActivity",
+                         "ours jitter", "tonic SpatialJitter", "ours warp", "ours"], proc.stdout
+        compared = [r[2].strip() for r in rows if re.search(r"ours [\d.]+x", r[-1])]
+        assert compared == ["tonic RefractoryPeriod", "dv BackgroundActivity",
+                            "tonic SpatialJitter"]
+
+
 def test_models_benchmark_runs_for_both_nets():
     proc = subprocess.run([sys.executable, str(BENCH / "models.py"), "--tiny"],
                           capture_output=True, text=True, timeout=300)
@@ -72,7 +86,7 @@ def test_run_all_writes_every_section(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     text = out.read_text()
-    for script in ("represent.py", "io.py", "models.py", "pipeline.py"):
+    for script in ("represent.py", "filters.py", "io.py", "models.py", "pipeline.py"):
         assert f"`python bench/{script}`" in text
     assert "FAILED" not in text and "## On a GPU" in text and "dv EdgeMapAccumulator" in text
 
