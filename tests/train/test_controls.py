@@ -91,16 +91,22 @@ def test_controls_smoke_run_writes_a_report(tmp_path):
     out = tmp_path / "controls.md"
     proc = subprocess.run([sys.executable, "-m", "train.controls", "--tiny", "--transforms",
                            "none", "warp+slots+pool", "stream:warp+slots+jitter",
-                           "--attacker", "clean+denoiser",
+                           "--attacker", "scratch", "clean+denoiser",
                            "--out", str(out), "--data",
                            str(tmp_path / "data")], capture_output=True, text=True,
                           timeout=600, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
-    rows = [line for line in out.read_text().splitlines() if line.startswith("| ")]
-    assert [r.split(" | ")[0] for r in rows[1:]] == ["| none", "| warp+slots+pool",
-                                                     "| stream:warp+slots+jitter"]
-    assert "behind a denoiser" in out.read_text()
-    assert rows[2].endswith("% |")  # the change relative to no transform
+    text = out.read_text()
+    rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| ")]
+    assert rows[0][2:] == ["Re-ID rank-1 (scratch)", "Re-ID rank-1 (clean+denoiser)",
+                           "strongest", "change |"]
+    assert [r[0] for r in rows[1:]] == ["| none", "| warp+slots+pool",
+                                        "| stream:warp+slots+jitter"]
+    assert "behind a denoiser" in text
+    for r in rows[1:]:  # the strongest is the higher of the two attackers' means
+        means = [float(r[k].split(" ± ")[0]) for k in (2, 3)]
+        assert float(r[4]) == pytest.approx(max(means), abs=1e-3)
+    assert rows[2][-1].endswith("% |")  # the change relative to no transform
     # the transform jobs of the seed started from one clean Re-ID net, trained once
     assert len(list((tmp_path / "data").glob("*/clean-reid-*.pt"))) == 1
 
