@@ -252,3 +252,46 @@ class Anonymizer:
             self.windows, self.refused = 0, 0
         change = np.abs(np.maximum(tensor, 0.0) - counts).mean()
         return float(change / max(counts.mean(), 1e-12))
+
+
+# A filter that moves events; without one every kept event would leave at its own pixel.
+MOVING_FILTERS = ("warp", "jitter")
+
+
+class FilterAnonymizer(Anonymizer):
+    """The privacy filters alone, no net (`--model none`): events -> filters -> counts ->
+    events sampled back, so no input event leaves as it came (each one's timestamp is drawn
+    anew within its bin, as on the net's path). Refused without a filter that moves events.
+
+    Not the AnonyNoise method: a fixed transform, measured against fresh attackers like the
+    net (docs/privacy-filters.md)."""
+
+    def __init__(self, filters: FilterConfig | None, window_us: int = 50_000, bins: int = 5, *,
+                 seed: int | None = None, max_events: int = represent.DEFAULT_MAX_EVENTS):
+        steps = filters.check().steps if filters is not None else ()
+        if not set(MOVING_FILTERS) & set(steps):
+            raise AnonyNoiseError("--model none (the privacy filters alone) needs --filters "
+                                  f"with {' or '.join(MOVING_FILTERS)}: otherwise every event "
+                                  "would leave at its own pixel")
+        self.checkpoint = None
+        self.representation = Representation(bins=int(bins), window_us=int(window_us))
+        self.device = torch.device("cpu")
+        self.net = None
+        self._seed = seed
+        self._lock = threading.Lock()
+        self._filter_lock = threading.Lock()
+        self.max_events = int(max_events)
+        self.max_event_ratio = None  # the filters never add events
+        self.windows = 0
+        self.refused = 0
+        self.filters = filters
+        self._filter = PrivacyFilter(filters, seed=seed)
+        self.noise_strength = None
+        represent.warm_up()
+        warm_up_filters()
+
+    def anonymize_tensor(self, counts: np.ndarray) -> np.ndarray:
+        """The filtered counts as they are (there is no net)."""
+        with self._lock:
+            self.windows += 1
+        return counts

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from pathlib import Path
 
-from anonynoise.anonymizer import AnonymizationRefused, Anonymizer
+from anonynoise.anonymizer import AnonymizationRefused, Anonymizer, FilterAnonymizer
 from anonynoise.errors import AnonyNoiseError
 from anonynoise.events import EventBatch
 from anonynoise.filters import FilterConfig
@@ -24,13 +25,19 @@ def default_model() -> Path:
     return DEFAULT_MODEL
 
 
+DEFAULT_WINDOW_US = 50_000  # the shipped model's, and the filters' alone
+
+
 def choose_window(representation, window_ms: float | None) -> int:
-    """The window in µs: the model's, unless window_ms; whole-sample models need window_ms."""
+    """The window in µs: the model's, unless window_ms; whole-sample models need window_ms.
+    No model (representation None): window_ms, else DEFAULT_WINDOW_US."""
+    if representation is None and window_ms is None:
+        return DEFAULT_WINDOW_US
     if window_ms is not None:
         chosen = int(round(window_ms * 1000))
         if chosen <= 0:
             raise AnonyNoiseError(f"the window must be positive, got {window_ms} ms")
-        if representation.window_us is None:
+        if representation is not None and representation.window_us is None:
             log.warning("the model was trained on whole samples: on %g ms windows its count "
                         "statistics differ from training", window_ms)
         return chosen
@@ -38,6 +45,32 @@ def choose_window(representation, window_ms: float | None) -> int:
         raise AnonyNoiseError("the model was trained on whole samples, not windows: give a "
                               "window length (--window-ms) to use it anyway")
     return representation.window_us
+
+
+NO_MODEL = "none"  # --model none: the privacy filters alone
+
+
+def open_anonymizer(model: str | os.PathLike | None, device: str = "auto", *,
+                    window_ms: float | None = None, threads: int | None = None,
+                    allow_weak: bool = False,
+                    filters: FilterConfig | None = None) -> tuple[Anonymizer, int, dict]:
+    """(anonymizer, window in µs, its identity for stream headers) for --model: a checkpoint,
+    None for the shipped one, or "none" for the privacy filters alone."""
+    if str(model) == NO_MODEL:
+        window = choose_window(None, window_ms)
+        anonymizer = FilterAnonymizer(filters, window)
+        return anonymizer, window, {"kind": "filters_only", "name": NO_MODEL, "sha256": None,
+                                    "representation": anonymizer.representation.to_dict(),
+                                    "filters": filters.describe()}
+    path = Path(model) if model is not None else default_model()
+    anonymizer = Anonymizer(path, device, threads=threads, allow_weak=allow_weak,
+                            filters=filters)
+    ckpt = anonymizer.checkpoint
+    identity = {"kind": ckpt.kind, "name": path.stem,
+                "sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:16],
+                "representation": ckpt.representation.to_dict(),
+                "filters": filters.describe() if filters is not None else {"spec": "none"}}
+    return anonymizer, choose_window(ckpt.representation, window_ms), identity
 
 
 def anonymize_file(source: str | os.PathLike, output: str | os.PathLike,
@@ -53,9 +86,8 @@ def anonymize_file(source: str | os.PathLike, output: str | os.PathLike,
     output = Path(output)
     if output.suffix.lower() not in (".aedat4", ".npy", ".npz"):
         raise AnonyNoiseError(f"{output}: can write .aedat4, .npy or .npz")
-    anonymizer = Anonymizer(model if model is not None else default_model(), device,
-                            threads=threads, allow_weak=allow_weak, filters=filters)
-    window = choose_window(anonymizer.representation, window_ms)
+    anonymizer, window, _ = open_anonymizer(model, device, window_ms=window_ms, threads=threads,
+                                            allow_weak=allow_weak, filters=filters)
     with open_events(source, sensor_size) as reader:
         width, height = reader.sensor_size
         anonymizer.check_source(width, height, window

@@ -12,13 +12,11 @@ Thin: parse, build source, anonymizer, publisher and sinks, run the pipeline, re
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import os
 import signal
 import sys
 import threading
-from pathlib import Path
 
 from anonynoise.cli import add_filter_arguments, bounded, filter_config, parse_sensor, run
 from anonynoise.errors import AnonyNoiseError
@@ -49,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="replay speed (1 = real time)")
     ap.add_argument("--fast", action="store_true", help="replay as fast as possible")
     ap.add_argument("--loop", action="store_true", help="replay again and again")
-    ap.add_argument("--model", default=None, help="anonymizer checkpoint (the shipped default)")
+    ap.add_argument("--model", default=None,
+                    help="anonymizer checkpoint (the shipped default), or none: the privacy "
+                         "filters alone (--filters with warp or jitter)")
     ap.add_argument("--allow-weak", action="store_true",
                     help="accept a checkpoint whose noise is near zero")
     ap.add_argument("--window-ms", type=bounded(float, 0.1, 60_000, "--window-ms"), default=None,
@@ -93,13 +93,6 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def model_identity(path: Path, ckpt, filters=None) -> dict:
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    return {"kind": ckpt.kind, "name": path.stem, "sha256": digest,
-            "representation": ckpt.representation.to_dict(),
-            "filters": filters.describe() if filters is not None else {"spec": "none"}}
-
-
 def make_source(args):
     from stream.sources import CameraSource, ReplaySource, SyntheticSource
 
@@ -127,10 +120,7 @@ def status_line(s: dict, final: bool = False) -> str:
 
 
 def stream_main(args) -> int:
-    from anonynoise.anonymizer import Anonymizer
-    from anonynoise.checkpoint import load_checkpoint
-    from anonynoise.models import ANONYMIZER_KINDS
-    from anonynoise.offline import choose_window, default_model
+    from anonynoise.offline import open_anonymizer
     from stream.pipeline import Pipeline, StreamConfig
     from stream.publisher import Publisher
     from stream.sinks import DVNetworkSink, RecorderSink
@@ -141,15 +131,12 @@ def stream_main(args) -> int:
         from viewer.app import check_display
 
         check_display(instead=NO_DISPLAY_INSTEAD)
-    filters = filter_config(args)
-    model_path = Path(args.model) if args.model else default_model()
-    ckpt = load_checkpoint(model_path, ANONYMIZER_KINDS)
+    anonymizer, window, identity = open_anonymizer(
+        args.model, args.device, window_ms=args.window_ms, threads=model_threads(args.threads),
+        allow_weak=args.allow_weak, filters=filter_config(args))
     source = make_source(args)
-    window = choose_window(ckpt.representation, args.window_ms)
-    anonymizer = Anonymizer(ckpt, args.device, threads=model_threads(args.threads),
-                            allow_weak=args.allow_weak, filters=filters)
     anonymizer.check_source(source.width, source.height,
-                            window if ckpt.representation.window_us is not None else None)
+                            window if anonymizer.representation.window_us is not None else None)
     anonymizer.warm_up(source.width, source.height)
     warm_up()
     publish = None if args.publish in (None, "none") else args.publish
@@ -174,7 +161,7 @@ def stream_main(args) -> int:
 
             latest = LatestPair()
         pipeline = Pipeline(source, anonymizer, publisher, sinks, config,
-                            model_identity(model_path, ckpt, filters), paced=paced,
+                            identity, paced=paced,
                             speed=args.speed if args.replay else 1.0, preview=latest)
         if args.lossless and not source.live:
             log.info("waiting for a subscriber on %s", args.lossless)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from anonynoise import represent
-from anonynoise.anonymizer import AnonymizationRefused, Anonymizer
+from anonynoise.anonymizer import AnonymizationRefused, Anonymizer, FilterAnonymizer
 from anonynoise.checkpoint import Representation, save_checkpoint
 from anonynoise.errors import AnonyNoiseError
 from anonynoise.events import make_events
@@ -164,3 +164,42 @@ def test_a_failing_filter_refuses_the_window_and_counts_it(checkpoint, stream, m
     with pytest.raises(AnonymizationRefused, match="privacy filters failed: MemoryError"):
         anon.anonymize(stream, 0, WINDOW)
     assert anon.refused == 1 and anon.windows == 0
+
+
+def test_filters_alone_need_a_filter_that_moves_events():
+    for config in (None, FilterConfig("none"), FilterConfig("slots")):
+        with pytest.raises(AnonyNoiseError, match="needs --filters with warp or jitter"):
+            FilterAnonymizer(config)
+
+
+def test_filters_alone_keep_each_blocks_counts_and_draw_new_timestamps(stream):
+    anon = FilterAnonymizer(FilterConfig("jitter", block=4), WINDOW)
+    out = anon.anonymize(stream, 0, WINDOW).events
+    assert len(out) == len(stream) and anon.windows == 1 and anon.refused == 0
+
+    def block_counts(events):
+        c = represent.events_to_counts(events, 0, WINDOW, 5)
+        return c.reshape(5, 2, 12, 4, 16, 4).sum((3, 5))
+
+    assert np.array_equal(block_counts(out), block_counts(stream))
+    # no input event leaves as it came: timestamps are drawn anew within their bin
+    sparse = clustered_stream(64, 48, duration_s=0.05, rate=2e4, seed=6)  # 1 µs in 50 used
+    again = anon.anonymize(sparse, 0, WINDOW).events
+    assert len(again) == len(sparse) and np.isin(again.t, sparse.t).mean() < 0.1
+
+
+def test_filters_alone_from_the_command_line(real_file, tmp_path):
+    import subprocess
+    import sys
+
+    src = str(real_file("face_dvxplorer.aedat4"))
+    done = subprocess.run([sys.executable, "-m", "anonynoise", "anonymize", src,
+                           str(tmp_path / "a.npy"), "--model", "none", "--filters",
+                           "warp+jitter"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "from 111,954 in 12 windows (0 dropped" in done.stdout
+    bad = subprocess.run([sys.executable, "-m", "anonynoise", "anonymize", src,
+                          str(tmp_path / "b.npy"), "--model", "none"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "needs --filters with warp or jitter" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "b.npy").exists()

@@ -354,21 +354,24 @@ def test_bad_input_is_one_line(tmp_path, checkpoint, real_file):
         busy.close()
 
 
-def test_the_command_filters_and_says_so_in_every_header(tmp_path, checkpoint, real_file):
+@pytest.mark.parametrize("model", ["checkpoint", "none"])
+def test_the_command_filters_and_says_so_in_every_header(tmp_path, checkpoint, real_file, model):
     address = f"ipc://{tmp_path}/filtered"
     collector = Collector(address, timeout_s=60)
     collector.start()
     done = cli("--replay", str(real_file("face_dvxplorer.aedat4")), "--fast", "--model",
-               str(checkpoint), "--publish", "none", "--lossless", address,
-               "--wait-subscriber", "30", "--filters", "warp+slots+jitter",
-               "--warp-period", "0.2", "--status-every", "0")
+               str(checkpoint) if model == "checkpoint" else "none", "--publish", "none",
+               "--lossless", address, "--wait-subscriber", "30", "--filters",
+               "warp+slots+jitter", "--warp-period", "0.2", "--status-every", "0")
     collector.join(60)
     assert done.returncode == 0, done.stderr
     assert len(collector.windows) == 12  # the face recording's 50 ms windows
-    filters = [h.model["filters"] for h, _ in collector.windows]
-    assert filters[0] == {"spec": "warp+slots+jitter", "block": 4, "warp_scale": 0.25,
-                          "warp_displacement": 0.15, "warp_grid": 3, "warp_period_s": 0.2}
-    assert all(f == filters[0] for f in filters)
+    headers = [h.model for h, _ in collector.windows]
+    assert headers[0]["filters"] == {"spec": "warp+slots+jitter", "block": 4, "warp_scale": 0.25,
+                                     "warp_displacement": 0.15, "warp_grid": 3,
+                                     "warp_period_s": 0.2}
+    assert all(h == headers[0] for h in headers)
+    assert headers[0]["kind"] == ("light_anon" if model == "checkpoint" else "filters_only")
     assert sum(len(ev) for _, ev in collector.windows) > 0
 
 
