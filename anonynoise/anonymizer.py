@@ -290,6 +290,9 @@ class FilterAnonymizer(Anonymizer):
         represent.warm_up()
         warm_up_filters()
 
+    def check_source(self, width: int, height: int, window_us: int | None = None) -> None:
+        """Any sensor and window fit (there is no checkpoint to refuse them)."""
+
     def anonymize_tensor(self, counts: np.ndarray) -> np.ndarray:
         """The filtered counts as they are (there is no net)."""
         with self._lock:

@@ -51,7 +51,7 @@ def add_filter_arguments(ap: argparse.ArgumentParser) -> None:
 
     d = FilterConfig()
     g = ap.add_argument_group("privacy filters (fixed transforms before the net; "
-                              "docs/privacy-controls.md)")
+                              "docs/privacy-filters.md)")
     g.add_argument("--filters", default="none", metavar="SPEC",
                    help=f"{', '.join(FILTER_STEPS)} joined by '+', applied left to right, e.g. "
                         f"{d.spec} (default: none)")

@@ -12,8 +12,8 @@ anonymizer's net.
 The filters run on the events before the net. The net's noise is independent of the person and
 an attacker has our weights, so an attacker can make our output from the filtered events
 itself: the best attacker on the output does no better than the best attacker on the filtered
-events, whatever the net learned. docs/privacy-controls.md measures that attacker
-(`train.controls`, the stream:... rows).
+events, whatever the net learned. docs/privacy-filters.md measures fresh attackers on the
+filtered events (`train.controls` with stream:SPEC transforms).
 
 The functions are pure (numba kernels on one dtype each); PrivacyFilter holds the parameters,
 the current warp and the random state. Randomness comes from OS entropy; seeds are for tests.
