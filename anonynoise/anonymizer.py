@@ -169,6 +169,13 @@ class Anonymizer:
         finally:
             self.windows, self.refused = windows, refused
 
+    def restart(self, seed: int | None = None) -> None:
+        """Forget the filters' state, as a new stream does: the next window draws a new warp.
+        seed: tests and studies only."""
+        with self._filter_lock:
+            if self.filters is not None:
+                self._filter = PrivacyFilter(self.filters, seed=seed)
+
     def _reseed(self) -> None:
         for k, generator in enumerate(self._generators):
             if self._seed is None:

@@ -34,6 +34,9 @@ Transforms, joined by "+" and applied left to right, each on a whole clip (slots
            window (`--window-ms`, 5 bins each), the warp held for the recording (the stream's
            default period is longer than a recording), jitter's block `--pool`; the clip is
            binned from the filtered events
+    net:SPEC   the stream's whole anonymizer (`--net`, default the shipped one) behind the
+           filters SPEC (none: the net alone), window by window as above, each recording a
+           new stream: the net's noise fresh in every window, events sampled back
 
 A stream holds one warp for a period (fresh from OS entropy each period) rather than one per
 clip; these controls are seeded (studies, not the product).
@@ -52,10 +55,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from anonynoise.anonymizer import AnonymizationRefused, Anonymizer
+from anonynoise.checkpoint import load_checkpoint
 from anonynoise.cli import run
 from anonynoise.errors import AnonyNoiseError
 from anonynoise.events import EventBatch, concatenate
 from anonynoise.filters import FilterConfig, PrivacyFilter, first_event_per_slot
+from anonynoise.models import ANONYMIZER_KINDS
+from anonynoise.offline import default_model
 from anonynoise.synth.dataset import DatasetConfig
 from anonynoise.synth.people import ALL_CUES, CUES
 from anonynoise.windower import Windower
@@ -90,6 +97,37 @@ def stream_filtered(events: EventBatch, config: FilterConfig, window_us: int, bi
     windower = Windower(window_us, events.width, events.height)
     return concatenate([pf(w.events, w.t_start, w.t_end, bins)
                         for w in windower.push(events) + windower.flush()])
+
+
+def anonymized_recording(events: EventBatch, anonymizer: Anonymizer,
+                         window_us: int) -> EventBatch:
+    """A recording through the stream's anonymizer, window by window as the stream cuts them
+    (windows from the first event); a refused window is dropped, as the stream drops it."""
+    windower = Windower(window_us, events.width, events.height)
+    out = []
+    for w in windower.push(events) + windower.flush():
+        try:
+            out.append(anonymizer.anonymize(w.events, w.t_start, w.t_end).events)
+        except AnonymizationRefused:
+            continue
+    return concatenate(out) if out else events[:0]
+
+
+class _StreamNetRun:
+    """events_filter for one load of a split through the stream's anonymizer (the net behind
+    the filters): each recording starts a new stream, with its own seed (picklable; the
+    anonymizer is built in the process that runs it)."""
+
+    def __init__(self, net: str, config: FilterConfig | None, window_us: int, seed: int):
+        self.net, self.config, self.window_us, self.seed = net, config, window_us, seed
+        self.count, self.anonymizer = 0, None
+
+    def __call__(self, events: EventBatch) -> EventBatch:
+        if self.anonymizer is None:
+            self.anonymizer = Anonymizer(self.net, "cpu", seed=self.seed, filters=self.config)
+        self.count += 1
+        self.anonymizer.restart(seed=self.seed * 1_000_003 + self.count)
+        return anonymized_recording(events, self.anonymizer, self.window_us)
 
 
 class _StreamFilterRun:
@@ -151,13 +189,19 @@ class ClipTransform:
     slot_ms: float = 10.0
 
     window_ms: float = 50.0
+    net: str | None = None  # the anonymizer checkpoint of net:SPEC (None: the shipped one)
+
+    @property
+    def uses_net(self) -> bool:
+        return self.spec.startswith("net:")
 
     @property
     def stream(self) -> FilterConfig | None:
-        """The stream's privacy filters of a stream:SPEC transform, else None."""
-        if not self.spec.startswith("stream:"):
+        """The stream's privacy filters of a stream:SPEC or net:SPEC transform, else None."""
+        prefix = next((p for p in ("stream:", "net:") if self.spec.startswith(p)), None)
+        if prefix is None:
             return None
-        return FilterConfig(self.spec.removeprefix("stream:"), block=self.pool,
+        return FilterConfig(self.spec.removeprefix(prefix), block=self.pool,
                             warp_scale=self.warp_scale,
                             warp_displacement=self.warp_displacement, warp_grid=self.warp_grid,
                             warp_period_s=3600.0)
@@ -176,7 +220,8 @@ class ClipTransform:
     @property
     def events_random(self) -> bool:
         """Whether the event step draws anew on every load (so each draw loads again)."""
-        return self.stream is not None and any(s in self.stream.steps for s in ("warp", "jitter"))
+        return self.uses_net or (self.stream is not None and
+                                 any(s in self.stream.steps for s in ("warp", "jitter")))
 
     @property
     def on_events(self) -> bool:
@@ -185,8 +230,12 @@ class ClipTransform:
     def events_filter(self, seed: int):
         """The event-level step of one load of a split (slots, or the stream's filters with
         their draws seeded from `seed`), before binning."""
+        window_us = max(1, round(self.window_ms * 1000))
+        if self.uses_net:
+            return _StreamNetRun(str(self.net or default_model()),
+                                 self.stream if self.stream.steps else None, window_us, seed)
         if self.stream is not None:
-            return _StreamFilterRun(self.stream, max(1, round(self.window_ms * 1000)), seed)
+            return _StreamFilterRun(self.stream, window_us, seed)
         return self.events
 
     def events(self, events: EventBatch) -> EventBatch:
@@ -198,6 +247,8 @@ class ClipTransform:
             self.stream.check()
             if self.window_ms <= 0:
                 raise AnonyNoiseError(f"--window-ms must be positive, got {self.window_ms}")
+            if self.uses_net:  # a missing or wrong checkpoint: now, not in every job
+                load_checkpoint(Path(self.net or default_model()), ANONYMIZER_KINDS)
             return
         unknown = [s for s in self.steps if s not in STEPS]
         if unknown:
@@ -284,15 +335,18 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--transforms", nargs="+", default=list(DEFAULT_TRANSFORMS),
-                    help="chains of slots, pool, bin, warp joined by '+', none, or stream:SPEC "
-                         "(the stream's privacy filters: warp, slots, jitter joined by '+')")
+                    help="chains of slots, pool, bin, warp joined by '+', none, stream:SPEC "
+                         "(the stream's privacy filters: warp, slots, jitter joined by '+') or "
+                         "net:SPEC (the stream's anonymizer behind those filters; net:none)")
     ap.add_argument("--pool", type=int, default=4, help="block size of pool")
     ap.add_argument("--warp-scale", type=float, default=0.25)
     ap.add_argument("--warp-displacement", type=float, default=0.15)
     ap.add_argument("--warp-grid", type=int, default=3)
     ap.add_argument("--slot-ms", type=float, default=10.0, help="slot length of slots")
     ap.add_argument("--window-ms", type=float, default=50.0,
-                    help="the stream's window for stream:SPEC transforms (5 bins each)")
+                    help="the stream's window for stream:SPEC and net:SPEC (5 bins each)")
+    ap.add_argument("--net", default=None,
+                    help="the anonymizer of net:SPEC transforms (default: the shipped one)")
     ap.add_argument("--draws", type=int, default=4,
                     help="draws of a random transform over the training clips")
     ap.add_argument("--attacker", "--attackers", nargs="+", choices=ATTACKERS,
@@ -322,7 +376,7 @@ def main(argv=None) -> int:
     if args.draws < 1:
         raise AnonyNoiseError(f"--draws must be at least 1, got {args.draws}")
     transforms = [ClipTransform(spec, args.pool, args.warp_scale, args.warp_displacement,
-                                args.warp_grid, args.slot_ms, args.window_ms)
+                                args.warp_grid, args.slot_ms, args.window_ms, args.net)
                   for spec in dict.fromkeys(args.transforms)]
     for t in transforms:
         t.check(args.size)

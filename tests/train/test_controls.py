@@ -87,11 +87,36 @@ def test_stream_transforms_run_the_stream_filters_window_by_window():
         ClipTransform("stream:warp+blur").check(48)
 
 
+def test_net_transforms_run_the_streams_anonymizer_a_new_stream_per_recording():
+    from anonynoise.examples import clustered_stream
+    from anonynoise.represent import events_to_counts
+
+    net_alone = ClipTransform("net:none")
+    assert net_alone.uses_net and net_alone.events_random and net_alone.steps == ()
+    run = ClipTransform("net:warp+slots", pool=4).events_filter(seed=5)
+    ev = clustered_stream(32, 32, duration_s=0.2, rate=3e5, seed=2)
+    a, b = run(ev), run(ev)
+    assert run.anonymizer.filters.spec == "warp+slots" and run.anonymizer.windows == 8
+    # 4 windows of 50 ms each time; the output is the anonymizer's, not the input
+    assert 0 < len(a) and not np.array_equal(a.t[:100], ev.t[:100])
+    assert not np.array_equal(events_to_counts(a, 0, 200_000, 1),
+                              events_to_counts(b, 0, 200_000, 1))  # a new warp and new noise
+
+
+def test_a_missing_net_is_refused_before_any_benchmark(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "train.controls", "--transforms", "net:none",
+                           "--net", str(tmp_path / "missing.pt"), "--data",
+                           str(tmp_path / "data")], capture_output=True, text=True,
+                          timeout=120, cwd=REPO)
+    assert proc.returncode == 2 and "missing.pt" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "data").exists()
+
+
 def test_controls_smoke_run_writes_a_report(tmp_path):
     out = tmp_path / "controls.md"
     proc = subprocess.run([sys.executable, "-m", "train.controls", "--tiny", "--transforms",
                            "none", "warp+slots+pool", "stream:warp+slots+jitter",
-                           "--attacker", "scratch", "clean+denoiser",
+                           "net:jitter", "--attacker", "scratch", "clean+denoiser",
                            "--out", str(out), "--data",
                            str(tmp_path / "data")], capture_output=True, text=True,
                           timeout=600, cwd=REPO)
@@ -101,7 +126,7 @@ def test_controls_smoke_run_writes_a_report(tmp_path):
     assert rows[0][2:] == ["Re-ID rank-1 (scratch)", "Re-ID rank-1 (clean+denoiser)",
                            "strongest", "change |"]
     assert [r[0] for r in rows[1:]] == ["| none", "| warp+slots+pool",
-                                        "| stream:warp+slots+jitter"]
+                                        "| stream:warp+slots+jitter", "| net:jitter"]
     assert "behind a denoiser" in text
     for r in rows[1:]:  # the strongest is the higher of the two attackers' means
         means = [float(r[k].split(" ± ")[0]) for k in (2, 3)]
