@@ -1,9 +1,10 @@
 """The anonymizer runtime: a checkpoint in; a window of events -> anonymized events out.
 
-events -> privacy filters (filters.py; none unless asked for) -> count tensor (represent.py) -> anonymizer net under inference mode -> finiteness
-check -> events sampled back (represent.py). It fails closed: a window whose anonymization
-fails for any reason (non-finite output, out of memory, an exception in the net) is refused
-with AnonymizationRefused and counted; nothing of it is returned. The noise comes from OS
+events -> privacy filters (filters.py; none unless asked for) -> count tensor (represent.py)
+-> anonymizer net under inference mode -> finiteness check -> events sampled back
+(represent.py). It fails closed: a window whose anonymization fails for any reason
+(non-finite output, out of memory, an exception in the net or the filters) is refused with
+AnonymizationRefused and counted; nothing of it is returned. The noise comes from OS
 entropy: the torch generators (one per thread that draws noise) are reseeded from os.urandom
 for every window (a default torch.Generator starts from a public constant), and the event
 sampler draws its own seed.

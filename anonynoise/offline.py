@@ -78,7 +78,8 @@ def anonymize_file(source: str | os.PathLike, output: str | os.PathLike,
                    device: str = "auto", sensor_size=None, absolute_time: bool = False,
                    allow_weak: bool = False, threads: int | None = None,
                    filters: FilterConfig | None = None) -> dict:
-    """Write the anonymized events of `source` to `output` (.aedat4, .npy or .npz).
+    """Write the anonymized events of `source` to `output` (.aedat4, .npy or .npz); `model`
+    as open_anonymizer's.
 
     Windows whose anonymization fails are dropped and counted, never written raw. Output
     timestamps start at 0 unless absolute_time. filters: privacy filters before the net

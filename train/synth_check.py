@@ -130,7 +130,7 @@ def evaluate_seed(config: DatasetConfig, fit: FitConfig, data_dir: Path, task: b
                   transform=None, draws: int = 1, attacker: str = "scratch"):
     """Gesture and Re-ID nets trained and evaluated on one seed's benchmark; with `transform`
     (a train.controls.ClipTransform) on its transformed clips, `draws` draws of the training
-    clips where the transform is random. `attacker`: the Re-ID net trains
+    clips where the transform is random (a random step on the events loads each draw anew). `attacker`: the Re-ID net trains
     from scratch, or starts from a Re-ID net trained on the clean clips ("clean"), or also
     behind a denoiser that learns to restore the clean clips ("clean+denoiser")."""
     if attacker not in ATTACKERS:
