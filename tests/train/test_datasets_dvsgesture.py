@@ -33,6 +33,23 @@ def test_scan_reads_users_lightings_and_classes(tmp_path):
         scan(tmp_path, "test")
 
 
+def test_an_events_filter_gets_microseconds_and_the_truncation_follows_it(tmp_path):
+    # a stream's filter works in µs: given whole ms (as until 2026-11-29) a 10 ms slot was
+    # 10 s, one slot per recording
+    write_tree(tmp_path, users=(1,), lightings=("lab",), classes=(0,))
+    rec = scan(tmp_path, "train")[0]
+    seen = []
+
+    def identity(events):
+        seen.append(events)
+        return events
+
+    assert np.array_equal(whole_sample_frames(rec, bins=5, events_filter=identity),
+                          whole_sample_frames(rec, bins=5))
+    array = np.load(rec.path)
+    assert seen[0].t[-1] == round(array[-1, 3] * 1000) and seen[0].t[-1] > 1_000_000
+
+
 def test_whole_sample_frames_equal_the_references_tonic_toframe(tmp_path):
     write_tree(tmp_path, users=(1,), lightings=("lab",), classes=(0,))
     rec = scan(tmp_path, "train")[0]

@@ -101,14 +101,18 @@ def whole_sample_frames(recording: Recording, bins: int = 5,
 
     With `reference_ms` the timestamps are first truncated to whole ms, as the reference does
     when it casts tonic's float ms column to int64 (bin edges then fall on whole ms).
-    `events_filter` (tonic's transform argument) changes the events before they are binned."""
+    `events_filter` (tonic's transform argument) changes the events before they are binned:
+    it gets them in µs, as a stream has them, and the truncation follows it."""
     array = read_recording(recording.path)
     events = _events(recording.path, sensor, array)
-    if reference_ms:
-        events = make_events(np.asarray(array[:, 3]).astype(np.int64), events.x, events.y,
-                             events.p, events.width, events.height)
     if events_filter is not None:
         events = events_filter(events)
+        if reference_ms:  # whole ms, as int64(float ms) makes them: t >= 0, so floor
+            events = make_events(events.t // 1000, events.x, events.y, events.p,
+                                 events.width, events.height)
+    elif reference_ms:
+        events = make_events(np.asarray(array[:, 3]).astype(np.int64), events.x, events.y,
+                             events.p, events.width, events.height)
     return whole_sample_counts(events, bins).reshape(2 * bins, events.height, events.width)
 
 
