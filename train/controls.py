@@ -89,28 +89,33 @@ def slots_from_zero(events: EventBatch, slot_us: int) -> EventBatch:
     return first_event_per_slot(events, 0, n * slot_us, n)
 
 
+def _window_by_window(events: EventBatch, window_us: int, each) -> EventBatch:
+    """each(window) -> events or None (dropped) over a recording's windows as the stream cuts
+    them (windows from the first event), concatenated."""
+    windower = Windower(window_us, events.width, events.height)
+    out = [e for e in map(each, windower.push(events) + windower.flush()) if e is not None]
+    return concatenate(out) if out else events[:0]
+
+
 def stream_filtered(events: EventBatch, config: FilterConfig, window_us: int, bins: int,
                     seed: int) -> EventBatch:
-    """A recording's events through the stream's privacy filters, window by window as the
-    stream cuts them (windows from the first event)."""
+    """A recording's events through the stream's privacy filters, window by window."""
     pf = PrivacyFilter(config, seed=seed)
-    windower = Windower(window_us, events.width, events.height)
-    return concatenate([pf(w.events, w.t_start, w.t_end, bins)
-                        for w in windower.push(events) + windower.flush()])
+    return _window_by_window(events, window_us,
+                             lambda w: pf(w.events, w.t_start, w.t_end, bins))
 
 
 def anonymized_recording(events: EventBatch, anonymizer: Anonymizer,
                          window_us: int) -> EventBatch:
-    """A recording through the stream's anonymizer, window by window as the stream cuts them
-    (windows from the first event); a refused window is dropped, as the stream drops it."""
-    windower = Windower(window_us, events.width, events.height)
-    out = []
-    for w in windower.push(events) + windower.flush():
+    """A recording through the stream's anonymizer, window by window; a refused window is
+    dropped, as the stream drops it."""
+    def each(w):
         try:
-            out.append(anonymizer.anonymize(w.events, w.t_start, w.t_end).events)
+            return anonymizer.anonymize(w.events, w.t_start, w.t_end).events
         except AnonymizationRefused:
-            continue
-    return concatenate(out) if out else events[:0]
+            return None
+
+    return _window_by_window(events, window_us, each)
 
 
 class _StreamNetRun:
@@ -232,8 +237,8 @@ class ClipTransform:
         their draws seeded from `seed`), before binning."""
         window_us = max(1, round(self.window_ms * 1000))
         if self.uses_net:
-            return _StreamNetRun(str(self.net or default_model()),
-                                 self.stream if self.stream.steps else None, window_us, seed)
+            # a config without steps is no filter to the Anonymizer (net:none)
+            return _StreamNetRun(str(self.net or default_model()), self.stream, window_us, seed)
         if self.stream is not None:
             return _StreamFilterRun(self.stream, window_us, seed)
         return self.events
