@@ -55,18 +55,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from anonynoise.anonymizer import AnonymizationRefused, Anonymizer
+from anonynoise.anonymizer import Anonymizer
 from anonynoise.checkpoint import load_checkpoint
 from anonynoise.cli import run
 from anonynoise.errors import AnonyNoiseError
-from anonynoise.events import EventBatch, concatenate
-from anonynoise.filters import FilterConfig, PrivacyFilter, first_event_per_slot
+from anonynoise.events import EventBatch
+from anonynoise.filters import FilterConfig, first_event_per_slot
 from anonynoise.models import ANONYMIZER_KINDS
 from anonynoise.offline import default_model
 from anonynoise.synth.dataset import DatasetConfig
 from anonynoise.synth.people import ALL_CUES, CUES
-from anonynoise.windower import Windower
 from train.classify import FitConfig
+from train.replay import anonymized_recording, stream_filtered
 from train.synth_check import ATTACKERS, dataset, mean_std, parse_job_args, run_jobs
 
 ATTACKER_TEXT = {
@@ -87,35 +87,6 @@ def slots_from_zero(events: EventBatch, slot_us: int) -> EventBatch:
         return events
     n = int(events.t[-1]) // slot_us + 1
     return first_event_per_slot(events, 0, n * slot_us, n)
-
-
-def _window_by_window(events: EventBatch, window_us: int, each) -> EventBatch:
-    """each(window) -> events or None (dropped) over a recording's windows as the stream cuts
-    them (windows from the first event), concatenated."""
-    windower = Windower(window_us, events.width, events.height)
-    out = [e for e in map(each, windower.push(events) + windower.flush()) if e is not None]
-    return concatenate(out) if out else events[:0]
-
-
-def stream_filtered(events: EventBatch, config: FilterConfig, window_us: int, bins: int,
-                    seed: int) -> EventBatch:
-    """A recording's events through the stream's privacy filters, window by window."""
-    pf = PrivacyFilter(config, seed=seed)
-    return _window_by_window(events, window_us,
-                             lambda w: pf(w.events, w.t_start, w.t_end, bins))
-
-
-def anonymized_recording(events: EventBatch, anonymizer: Anonymizer,
-                         window_us: int) -> EventBatch:
-    """A recording through the stream's anonymizer, window by window; a refused window is
-    dropped, as the stream drops it."""
-    def each(w):
-        try:
-            return anonymizer.anonymize(w.events, w.t_start, w.t_end).events
-        except AnonymizationRefused:
-            return None
-
-    return _window_by_window(events, window_us, each)
 
 
 class _StreamNetRun:

@@ -67,7 +67,7 @@ def test_stream_transforms_run_the_stream_filters_window_by_window():
     from anonynoise.examples import clustered_stream
     from anonynoise.filters import PrivacyFilter
     from anonynoise.windower import Windower
-    from train.controls import stream_filtered
+    from train.replay import stream_filtered
 
     t = ClipTransform("stream:slots+jitter", pool=4)
     assert t.on_events and t.random and t.events_random and t.steps == ()
