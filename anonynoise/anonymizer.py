@@ -88,12 +88,25 @@ def cap_event_rate(anonymized: torch.Tensor, clean: torch.Tensor,
     return anonymized * factor
 
 
+def _check_filters(ckpt: Checkpoint, filters: FilterConfig | None, allow_weak: bool) -> None:
+    """Refuse a net trained behind privacy filters (train.privacy_report --filters) that is
+    run without them or behind others: its privacy was measured with those filters only."""
+    trained = ((ckpt.training or {}).get("filters") or {}).get("spec", "none")
+    used = filters.spec if filters is not None else "none"
+    if trained != "none" and trained != used and not allow_weak:
+        raise CheckpointError(
+            f"{ckpt.source}: refused: it was trained behind the privacy filters {trained!r} "
+            f"and would run behind {used!r}; pass --filters {trained} (or allow_weak, "
+            "--allow-weak, to run it anyway)")
+
+
 class Anonymizer:
     """Anonymize windows of events with an anonymizer checkpoint.
 
     threads: CPU threads for torch (None leaves torch's setting). channels_last: None picks
     it on the CPU, where it is faster for these nets. seed: for tests only; the default draws
-    every window's noise from OS entropy. allow_weak: accept a near-identity net.
+    every window's noise from OS entropy. allow_weak: accept a near-identity net, or a net
+    trained behind privacy filters without them.
     max_event_ratio: each window sends at most this many events per input event (None: no
     cap; see cap_event_rate). filters: privacy filters run on each window's events before the
     net (see filters.py); their failure refuses the window like the net's.
@@ -139,6 +152,7 @@ class Anonymizer:
         self.refused = 0
         self.filters = filters.check() if filters is not None and filters.steps else None
         self._filter = None if self.filters is None else PrivacyFilter(self.filters, seed=seed)
+        _check_filters(ckpt, self.filters, allow_weak)
         represent.warm_up()
         if self._filter is not None:
             warm_up_filters()

@@ -24,11 +24,13 @@ from train.event_domain import event_round_trip, straight_through_round_trip
 
 
 def recording_windows(events: EventBatch, window_us: int, n_windows: int,
-                      bins: int = 5) -> np.ndarray:
-    """(n_windows, 2 * bins, H, W) uint8: the windows [t0 + k W, t0 + (k + 1) W) from the
-    first event, each in `bins` bins x 2 polarities (channel = bin * 2 + polarity, as the
-    runtime). Counts above 255 saturate (none at the sizes this is used for)."""
-    t0 = int(events.t[0]) if len(events) else 0
+                      bins: int = 5, t0: int | None = None) -> np.ndarray:
+    """(n_windows, 2 * bins, H, W) uint8: the windows [t0 + k W, t0 + (k + 1) W) from t0
+    (default: the first event), each in `bins` bins x 2 polarities (channel = bin * 2 +
+    polarity, as the runtime). Counts above 255 saturate (none at the sizes this is used
+    for)."""
+    if t0 is None:
+        t0 = int(events.t[0]) if len(events) else 0
     counts = events_to_counts(events, t0, t0 + n_windows * window_us, n_windows * bins)
     counts = np.minimum(counts, 255).astype(np.uint8)
     return counts.reshape(n_windows, 2 * bins, events.height, events.width)

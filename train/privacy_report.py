@@ -11,7 +11,9 @@ Per seed (each a new synthetic benchmark, a new set of people), on a CPU-sized c
 1. clean target (gesture) and Re-ID nets on clean 3 s clips: the baseline;
 2. for every variant (a --reid-weights value with a --clean-target-weights value), the
    adversarial pipeline (train.composite): the light anonymizer on the stream's 50 ms
-   windows, fresh noise per window, through the events round trip, judged on the clips a
+   windows (behind the stream's privacy filters with --filters; every attacker then sees
+   the filtered, anonymized windows), fresh noise per window, through the events round
+   trip, judged on the clips a
    consumer re-bins from them; then, as the reference's post-training does, the pipeline's
    target net trained on anonymized clips as long as every other net: the gesture accuracy a
    consumer of the stream gets;
@@ -51,6 +53,7 @@ import torch
 from anonynoise.anonymizer import DEFAULT_MAX_EVENT_RATIO
 from anonynoise.cli import run
 from anonynoise.errors import AnonyNoiseError
+from anonynoise.filters import FilterConfig
 from anonynoise.models.classnet import WIDTH
 from anonynoise.synth.dataset import DatasetConfig
 from train.classify import FitConfig
@@ -127,8 +130,10 @@ def choose_variant(results: list[dict], keys: list[str]) -> str:
     return min(private or keys, key=loss)
 
 
-def real_rates(model: Path, real_dir: Path, out_dir: Path) -> dict:
-    """Events out / in of the model on each real recording (offline path, as the stream)."""
+def real_rates(model: Path, real_dir: Path, out_dir: Path,
+               filters: FilterConfig | None = None) -> dict:
+    """Events out / in of the model (behind the filters) on each real recording (offline
+    path, as the stream)."""
     from anonynoise.offline import anonymize_file
 
     rates = {}
@@ -136,7 +141,8 @@ def real_rates(model: Path, real_dir: Path, out_dir: Path) -> dict:
         if f.suffix.lower() not in (".aedat4", ".raw", ".dat"):
             continue
         try:
-            s = anonymize_file(f, out_dir / (f.stem + ".npy"), model, device="cpu")
+            s = anonymize_file(f, out_dir / (f.stem + ".npy"), model, device="cpu",
+                               filters=filters)
         except Exception as e:  # a recording we cannot read is reported, not fatal
             rates[f.name] = {"error": str(e).splitlines()[0]}
             continue
@@ -246,6 +252,7 @@ def write_report(path: Path, plot: Path, config: StudyConfig, results: list[dict
         + ", and the runtime's "
         f"cap of {DEFAULT_MAX_EVENT_RATIO:g} events out per event in, per window, in expectation "
         "(anonynoise.anonymizer.cap_event_rate).",
+        *([_filters_text(config)] if config.filter_config else []),
         "- The clean target weight is the weight of a frozen copy of the clean target net's "
         "cross-entropy in the anonymizer's loss: a consumer's net trained on clean events "
         "must still work.",
@@ -350,6 +357,17 @@ def write_report(path: Path, plot: Path, config: StudyConfig, results: list[dict
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
     _plot(plot, config, results, main, keys)
+
+
+def _filters_text(config: StudyConfig) -> str:
+    f = config.filter_config
+    return (f"- Privacy filters in front of the anonymizer (`--filters {f.spec}`, "
+            f"anonynoise.filters: {json.dumps(f.describe())}), run window by window as the "
+            "stream runs them: the pipeline trains behind them and every net below sees the "
+            "anonymizer's output on filtered windows (the clean rows excepted; a denoiser "
+            "still learns to restore the unfiltered clip). Each recording has its own warp "
+            f"(the stream holds one for {f.warp_period_s:g} s); each of the {config.draws} "
+            "training copies has its own filter draws, the test clips others.")
 
 
 def _bound_text(pipeline: CompositeConfig) -> str:
@@ -487,6 +505,9 @@ def study_config(args) -> StudyConfig:
                          denoise_width=getattr(args, "denoise_width", 32),
                          denoise_depth=getattr(args, "denoise_depth", 5),
                          quick=getattr(args, "quick", False),
+                         # a results.json from before --filters: the net alone
+                         filters=getattr(args, "filters", "none"),
+                         filter_block=getattr(args, "jitter_block", 4),
                          # a results.json from before this flag: a default initialisation
                          anon_identity_start=not getattr(args, "random_start", True))
     if args.tiny:
@@ -496,6 +517,7 @@ def study_config(args) -> StudyConfig:
                          pipeline=replace(config.pipeline, epochs=1, batch=8),
                          draws=1, denoise_width=8, denoise_depth=3)
     config.data.check()
+    config.filter_config  # checks the filters: an unknown one fails here, before any training
     if min(config.fit.width, config.denoise_width) < 1 or config.denoise_depth < 2:
         raise AnonyNoiseError("--width and --denoise-width must be at least 1 and "
                               "--denoise-depth at least 2")
@@ -571,6 +593,11 @@ def main(argv=None) -> int:
                     help="start the anonymizer from a default initialisation (as every run "
                          "before 2026-11-27), not as the identity")
     ap.add_argument("--draws", type=int, default=2)
+    ap.add_argument("--filters", default="none", metavar="SPEC",
+                    help="the stream's privacy filters in front of the anonymizer, trained "
+                         "behind them (anonynoise.filters: warp, slots, jitter joined by '+'; "
+                         "default none)")
+    ap.add_argument("--jitter-block", type=int, default=4, help="jitter's tile, in pixels")
     ap.add_argument("--first-span-only", action="store_true",
                     help="train on the first clip-long span of each training recording only "
                          "(as every run before this option did), not on all of them")
@@ -680,7 +707,7 @@ def main(argv=None) -> int:
     if real_dir.is_dir() and shipped.is_file():
         out_dir = data_dir / "real-out"
         out_dir.mkdir(parents=True, exist_ok=True)
-        real = real_rates(shipped, real_dir, out_dir)
+        real = real_rates(shipped, real_dir, out_dir, config.filter_config)
     out = Path(args.out or ("runs/tiny/privacy-report.md" if args.tiny
                             else "docs/privacy-report.md"))
     write_report(out, out.with_suffix(".png"), config, results, real, seconds, command, key,

@@ -27,6 +27,7 @@ from anonynoise.atomic import atomic_output
 from anonynoise.checkpoint import (Representation, load_checkpoint, load_net,
                                    save_checkpoint)
 from anonynoise.events import from_dvsgesture_array
+from anonynoise.filters import FilterConfig
 from anonynoise.models import ClassNet, LightAnonNet
 from anonynoise.models.denoise import DenoiseNet
 from anonynoise.synth.dataset import DatasetConfig
@@ -34,6 +35,7 @@ from train.classify import FitConfig, fit_classnet, reid_accuracy, target_accura
 from train.clips import anonymize_windows, clean_clips, compose_clips, recording_windows
 from train.composite import CompositeConfig, train_composite
 from train.datasets.dvsgesture import read_recording, scan, sensor_size
+from train.replay import stream_filtered
 from train.synth_check import dataset
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,17 @@ class StudyConfig:
     anon_identity_start: bool = True
     denoise_width: int = 32     # the reference's DnCNN is 128 wide and 15 deep
     denoise_depth: int = 5
+    # the stream's privacy filters in front of the anonymizer (an anonynoise.filters spec;
+    # "none": the net alone): the pipeline trains on, and every attacker sees, the net's
+    # output on filtered windows; each recording gets its own warp (the stream holds one for
+    # a period longer than a recording) and each of the `draws` training copies its own
+    filters: str = "none"
+    filter_block: int = 4       # jitter's tile, in pixels
+
+    @property
+    def filter_config(self) -> FilterConfig | None:
+        config = FilterConfig(self.filters, block=self.filter_block).check()
+        return config if config.steps else None
 
     @property
     def variants(self) -> list["Variant"]:
@@ -100,15 +113,26 @@ class StudyConfig:
         return int(round(self.long_s * 1000 / WINDOW_MS))
 
 
-def load_windows(root: Path, split: str, n_windows: int):
+def load_windows(root: Path, split: str, n_windows: int,
+                 filters: FilterConfig | None = None, seed: int = 0):
     """(N, n_windows, 2 * BINS, H, W) uint8 windows of every recording of a split, and the
-    recordings (sorted as scan sorts them)."""
+    recordings (sorted as scan sorts them). With filters, each recording's events go through
+    them window by window first (recording i with seed `seed * 1_000_003 + i`), its windows
+    where the unfiltered recording's are."""
     recordings = scan(root, split)
     sensor = sensor_size(root)
-    windows = np.stack([recording_windows(from_dvsgesture_array(read_recording(r.path), sensor),
-                                          WINDOW_MS * 1000, n_windows, BINS)
-                        for r in recordings])
-    return windows, recordings
+    out = None  # filled in place: a list to stack would need the split's memory twice
+    for i, r in enumerate(recordings):
+        events = from_dvsgesture_array(read_recording(r.path), sensor)
+        t0 = int(events.t[0]) if len(events) else 0
+        if filters is not None:
+            events = stream_filtered(events, filters, WINDOW_MS * 1000, BINS,
+                                     seed * 1_000_003 + i)
+        windows = recording_windows(events, WINDOW_MS * 1000, n_windows, BINS, t0=t0)
+        if out is None:
+            out = np.empty((len(recordings), *windows.shape), np.uint8)
+        out[i] = windows
+    return out, recordings
 
 
 @torch.no_grad()
@@ -178,36 +202,58 @@ class Variant:
                    float(cap) if cap else None)
 
 
+def _cached_windows(root: Path, split: str, config: StudyConfig, cache: Path,
+                    filters: FilterConfig | None = None, seed: int = 0) -> np.ndarray:
+    """A split's windows, from the .npy cache (made first if missing), memory-mapped."""
+    if not cache.is_file():
+        windows, _ = load_windows(root, split, config.long_windows, filters, seed)
+        with atomic_output(cache, ".partial.npy") as part:  # np.save wants the .npy
+            np.save(part, windows)
+    return np.load(cache, mmap_mode="r")
+
+
+def _clip_view(train_w: np.ndarray, config: StudyConfig) -> np.ndarray:
+    """The training clips: (recordings x spans, clip windows, ...), recording-major; a view
+    of the memory map when the spans fill the recordings."""
+    n_clip = config.clip_windows
+    spans = config.long_windows // n_clip if config.all_spans else 1
+    return train_w[:, :spans * n_clip].reshape(len(train_w) * spans, n_clip, *train_w.shape[2:])
+
+
 def _seed_data(config: StudyConfig, data_dir: Path, seed_dir: Path) -> dict:
     """A seed's windows and labels. The windows are cached as .npy in seed_dir and opened
-    memory-mapped, so the jobs of one seed share one copy in the page cache."""
+    memory-mapped, so the jobs of one seed share one copy in the page cache.
+
+    train_w / test_w / clip_w are the clean windows; in_train / in_test / in_clip what the
+    anonymizer gets: the same without filters, else the filtered windows (in_train and
+    in_clip a list of config.draws filtered copies, each with its own filter draws)."""
     root = dataset(data_dir, config.data)
     seed_dir.mkdir(parents=True, exist_ok=True)
-    out = {}
-    for split in ("train", "test"):
-        cache = seed_dir / f"{split}-windows.npy"
-        recordings = scan(root, split)
-        if not cache.is_file():
-            windows, _ = load_windows(root, split, config.long_windows)
-            with atomic_output(cache, ".partial.npy") as part:  # np.save wants the .npy
-                np.save(part, windows)
-        out[split] = np.load(cache, mmap_mode="r"), recordings
-    train_w, rec_train = out["train"]
-    test_w, rec_test = out["test"]
+    train_w = _cached_windows(root, "train", config, seed_dir / "train-windows.npy")
+    test_w = _cached_windows(root, "test", config, seed_dir / "test-windows.npy")
+    rec_train, rec_test = scan(root, "train"), scan(root, "test")
+    filters, seed = config.filter_config, config.data.seed
+    if filters is None:
+        in_train, in_test = [train_w], test_w
+    else:  # the filter seeds: per seed, split and draw; never those of another set
+        tag = f"filtered-{filters.spec}-b{filters.block}"
+        in_train = [_cached_windows(root, "train", config,
+                                    seed_dir / f"train-windows-{tag}-{k}.npy", filters,
+                                    seed * 1000 + 2 * k + 1)
+                    for k in range(max(1, config.draws))]
+        in_test = _cached_windows(root, "test", config, seed_dir / f"test-windows-{tag}.npy",
+                                  filters, seed * 1000 + 2 * config.draws + 1)
     users = sorted({r.user for r in rec_train})
     first_session = {}
     for r in rec_test:
         first_session.setdefault(r.user, r.lighting)
     t_train = np.array([r.target for r in rec_train])
     id_train = np.array([users.index(r.user) for r in rec_train])
-    # the training clips: (recordings x spans, clip windows, ...), recording-major; a view of
-    # the memory map when the spans fill the recordings
-    n_clip = config.clip_windows
-    spans = config.long_windows // n_clip if config.all_spans else 1
-    clip_w = train_w[:, :spans * n_clip].reshape(len(train_w) * spans, n_clip,
-                                                 *train_w.shape[2:])
+    spans = config.long_windows // config.clip_windows if config.all_spans else 1
     return {"train_w": train_w, "test_w": test_w, "users": users,
-            "t_train": t_train, "id_train": id_train, "clip_w": clip_w,
+            "t_train": t_train, "id_train": id_train, "clip_w": _clip_view(train_w, config),
+            "in_train": in_train, "in_test": in_test,
+            "in_clip": [_clip_view(w, config) for w in in_train],
             "t_clip": np.repeat(t_train, spans), "id_clip": np.repeat(id_train, spans),
             "t_test": np.array([r.target for r in rec_test]),
             "u_test": np.array([r.user for r in rec_test]),
@@ -281,14 +327,15 @@ def study_variant(config: StudyConfig, data_dir: Path, seed_dir: Path, variant: 
     if config.anon_identity_start:
         anon.start_as_identity()
     target_net, adversary = copy.deepcopy(target_clean), copy.deepcopy(reid_clean)
-    history = train_composite(anon, target_net, adversary, d["clip_w"], d["t_clip"],
+    history = train_composite(anon, target_net, adversary, d["in_clip"][0], d["t_clip"],
                               d["id_clip"], replace(
                                   config.pipeline, reid_weight=variant.reid_weight,
                                   clean_target_weight=variant.clean_target_weight, seed=seed,
                                   device=device, noise_budget=config.budget_of(variant),
                                   reid_cap=config.cap_of(variant)))
     spans = _spans(config)
-    test_spans = anonymized_spans(anon, test_w, spans if main else [n_clip], device=device)
+    test_spans = anonymized_spans(anon, d["in_test"], spans if main else [n_clip],
+                                  device=device)
     anon_test = test_spans[n_clip]
     row = {"variant": asdict(variant), "pipeline": history[-1],
            "event_rate_ratio": _mass(anon_test) / _mass(clean_test),
@@ -297,8 +344,7 @@ def study_variant(config: StudyConfig, data_dir: Path, seed_dir: Path, variant: 
            "adversary": _reid(d, adversary, anon_test, device), "attackers": {}}
     _save_anonymizer(anon, seed_dir / f"anonymizer-{variant.key}.pt", config, variant, row)
     write_json(row_file, row)
-    draws = [anonymized_spans(anon, d["clip_w"], [n_clip], device=device)[n_clip]
-             for _ in range(config.draws)]
+    draws = _training_draws(anon, d, config, device)
     # the reference's post-training of the target: from the pipeline's last target net, on
     # anonymized clips, as long as every other ClassNet; what a consumer would deploy (with a
     # denoiser in front too, after the attackers: a run stopped at a time limit keeps those)
@@ -334,6 +380,14 @@ def study_variant(config: StudyConfig, data_dir: Path, seed_dir: Path, variant: 
     return row
 
 
+def _training_draws(anon, d: dict, config: StudyConfig, device: str) -> list[np.ndarray]:
+    """config.draws anonymized copies of the training clips (fresh noise each; with filters,
+    each from its own filtered copy): what the attackers and post-training learn from."""
+    n_clip = config.clip_windows
+    return [anonymized_spans(anon, d["in_clip"][k % len(d["in_clip"])], [n_clip],
+                             device=device)[n_clip] for k in range(config.draws)]
+
+
 def post_train_target(config: StudyConfig, d: dict, draws: list, clean_train: np.ndarray,
                       anon_test: np.ndarray, init: ClassNet, denoised: bool) -> float:
     """Gesture top-1 on the anonymized test clips of a target net trained on anonymized
@@ -355,8 +409,8 @@ def _temporal_averaging(config: StudyConfig, d: dict, anon, reid_clean, attacker
     device, n_long = fit.device, config.long_windows
     out = {f"attacker {config.clip_s:g} s": {
         str(s): _reid(d, attacker_clip, c, device)["rank1"] for s, c in test_spans.items()}}
-    long_draws = [anonymized_spans(anon, d["train_w"], [n_long], device=device)[n_long]
-                  for _ in range(config.draws)]
+    long_draws = [anonymized_spans(anon, d["in_train"][k % len(d["in_train"])], [n_long],
+                                   device=device)[n_long] for k in range(config.draws)]
     attacker_long = fit_classnet(long_draws, d["id_train"], len(d["users"]), True, fit,
                                  init=reid_clean)
     out[f"attacker {config.long_s:g} s"] = {
@@ -378,9 +432,8 @@ def study_averaging(config: StudyConfig, data_dir: Path, seed_dir: Path,
                               len(d["users"]), True, fit)
     for variant in variants:
         anon = load_checkpoint(seed_dir / f"anonymizer-{variant.key}.pt").build(device)
-        test_spans = anonymized_spans(anon, d["test_w"], _spans(config), device=device)
-        draws = [anonymized_spans(anon, d["clip_w"], [n_clip], device=device)[n_clip]
-                 for _ in range(config.draws)]
+        test_spans = anonymized_spans(anon, d["in_test"], _spans(config), device=device)
+        draws = _training_draws(anon, d, config, device)
         attacker_clip = fit_classnet(draws, d["id_clip"], len(d["users"]), True, fit,
                                      init=reid_clean)
         averaging = _temporal_averaging(config, d, anon, reid_clean, attacker_clip,
@@ -422,6 +475,9 @@ def _save_anonymizer(anon, path: Path, config: StudyConfig, variant: Variant,
               "clean_target_weight": variant.clean_target_weight,
               "noise_budget": config.budget_of(variant),
               "reid_cap": config.cap_of(variant),
+              # the filters it was trained behind: the stream should run them in front of it
+              "filters": (config.filter_config.describe() if config.filter_config
+                          else {"spec": "none"}),
               "config": json.loads(json.dumps(asdict(config), default=str)),
               "metrics": {"event_rate_ratio": row["event_rate_ratio"],
                           "target_top1_pipeline": row["target_top1_pipeline"],

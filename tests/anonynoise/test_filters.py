@@ -154,6 +154,25 @@ def test_no_filters_leaves_the_anonymizer_as_it_was(checkpoint):
     assert Anonymizer(checkpoint, "cpu", filters=FilterConfig("none")).filters is None
 
 
+def test_a_net_trained_behind_filters_is_refused_without_them(tmp_path):
+    """Its privacy was measured behind those filters (train.privacy_report --filters): run
+    without them, or behind others, it is refused unless allow_weak."""
+    from anonynoise.checkpoint import CheckpointError
+
+    torch.manual_seed(0)
+    net = LightAnonNet(10, width=8)
+    torch.nn.init.constant_(net.head.bias, 1.0)
+    path = save_checkpoint(tmp_path / "behind.pt", net, Representation(window_us=WINDOW),
+                           {"filters": {"spec": "warp+jitter", "block": 4}})
+    for filters in (None, FilterConfig("jitter")):
+        with pytest.raises(CheckpointError, match="trained behind the privacy filters "
+                                                  "'warp[+]jitter'.*pass --filters warp[+]jitter"):
+            Anonymizer(path, "cpu", filters=filters)
+    assert Anonymizer(path, "cpu", filters=FilterConfig("warp+jitter")).filters.spec == \
+        "warp+jitter"
+    assert Anonymizer(path, "cpu", allow_weak=True).filters is None
+
+
 def test_a_failing_filter_refuses_the_window_and_counts_it(checkpoint, stream, monkeypatch):
     anon = Anonymizer(checkpoint, "cpu", filters=FilterConfig("jitter"))
 

@@ -208,6 +208,8 @@ def test_the_confusion_push_trains_the_anonymizer_on_the_adversarys_posterior():
     (["--adversaries", "2"], "--adversaries above 1 needs --adversary-restart"),
     (["--adversary-lr", "-0.001"], "--adversary-lr must not be negative"),
     (["--bound-dual-lr", "0.1"], "--bound-dual-lr needs --target-ce-bound"),
+    (["--filters", "warp+blur"], "unknown privacy filter 'blur'"),
+    (["--filters", "jitter", "--jitter-block", "1"], "the jitter block must be 2 to 64"),
 ])
 def test_privacy_report_refuses_bad_pipeline_flags(tmp_path, flags, message):
     from anonynoise.errors import AnonyNoiseError
@@ -572,3 +574,73 @@ def test_a_report_says_how_the_push_and_the_adversary_were_trained(tmp_path):
     row = json.loads((data / "results.json").read_text())["results"][0]["weights"][
         "3.0+clean1.0"]
     assert 0 < row["pipeline"]["reid_active"] < 1  # the multiplier, opening from 0
+
+
+def test_filtered_windows_lie_on_the_unfiltered_windows_grid(tmp_path):
+    """Slots alone keep the first event of each pixel, polarity and 10 ms bin: the filtered
+    windows are exactly the clean ones clipped at 1, which holds only if both are cut on
+    the same grid (from the unfiltered recording's first event)."""
+    from anonynoise.filters import FilterConfig
+    from anonynoise.synth.dataset import DatasetConfig
+    from train.privacy_study import load_windows
+    from train.synth_check import dataset
+
+    root = dataset(tmp_path, DatasetConfig(users=3, test_users=1, reps=1, size=32,
+                                           duration_s=1.0))
+    clean, recordings = load_windows(root, "test", 20)
+    slots, again = load_windows(root, "test", 20, FilterConfig("slots"), seed=3)
+    assert [r.path for r in recordings] == [r.path for r in again] and clean.max() > 1
+    np.testing.assert_array_equal(slots, np.minimum(clean, 1))
+    # warp and jitter move events (same seed: the same draws), the next seed draws anew
+    moved = load_windows(root, "test", 20, FilterConfig("warp+jitter"), seed=3)[0]
+    assert np.array_equal(moved, load_windows(root, "test", 20, FilterConfig("warp+jitter"),
+                                              seed=3)[0])
+    assert not np.array_equal(moved, load_windows(root, "test", 20,
+                                                  FilterConfig("warp+jitter"), seed=4)[0])
+    assert not np.array_equal(moved, clean)
+
+
+def test_a_quick_probe_behind_the_privacy_filters(tmp_path):
+    """--filters: the anonymizer trains behind the stream's filters, its checkpoint names
+    them, each training draw has its own filtered copy, and the report says so."""
+    from train.privacy_report import main
+
+    data, out = tmp_path / "data", tmp_path / "report.md"
+    assert main(["--tiny", "--data", str(data), "--out", str(out), "--real",
+                 str(tmp_path / "none"), "--reid-weights", "1", "--clean-target-weights", "0",
+                 "--filters", "warp+slots+jitter", "--quick"]) == 0
+    seed_dir = data / "seed0"
+    assert sorted(p.name for p in seed_dir.glob("*-windows-filtered-*.npy")) == [
+        "test-windows-filtered-warp+slots+jitter-b4.npy",
+        "train-windows-filtered-warp+slots+jitter-b4-0.npy"]  # --tiny: one draw
+    saved = load_checkpoint(seed_dir / "anonymizer-1.0.pt")
+    assert saved.training["filters"]["spec"] == "warp+slots+jitter"
+    assert saved.training["filters"]["block"] == 4
+    text = out.read_text()
+    assert "Privacy filters in front of the anonymizer (`--filters warp+slots+jitter`" in text
+    row = json.loads((data / "results.json").read_text())["results"][0]["weights"]["1.0"]
+    assert 0 < row["event_rate_ratio"] <= 2.9 * 1.05
+
+
+def test_each_training_draw_has_its_own_filtered_copy(tmp_path):
+    from anonynoise.synth.dataset import DatasetConfig
+    from train.privacy_study import StudyConfig, _seed_data
+
+    config = StudyConfig(data=DatasetConfig(users=3, test_users=1, reps=1, size=32,
+                                            duration_s=1.0),
+                         clip_s=0.5, long_s=1.0, draws=3, filters="warp+jitter")
+    d = _seed_data(config, tmp_path / "data", tmp_path / "seed0")
+    clean, copies = d["train_w"], d["in_train"]
+    assert len(copies) == len(d["in_clip"]) == 3
+    assert all(c.shape == clean.shape for c in copies)
+    assert not any(np.array_equal(a, b) for i, a in enumerate(copies) for b in copies[i + 1:])
+    assert not any(np.array_equal(c, clean) for c in copies)
+    # warp and jitter move events, a few off the sensor: no more events than the clean ones
+    assert all(0.8 * clean.sum(dtype=np.int64) < c.sum(dtype=np.int64)
+               <= clean.sum(dtype=np.int64) for c in copies)
+    assert d["in_clip"][1].shape == d["clip_w"].shape  # two 0.5 s clips of each recording
+    # without filters the anonymizer gets the clean windows themselves
+    plain = _seed_data(StudyConfig(data=config.data, clip_s=0.5, long_s=1.0),
+                       tmp_path / "data", tmp_path / "seed0")
+    assert plain["in_train"][0] is plain["train_w"] or np.shares_memory(
+        plain["in_train"][0], plain["train_w"])
