@@ -112,6 +112,11 @@ class StudyConfig:
     def long_windows(self) -> int:
         return int(round(self.long_s * 1000 / WINDOW_MS))
 
+    @property
+    def clips_per_recording(self) -> int:
+        """Training clips cut from each training recording (every span, or the first)."""
+        return self.long_windows // self.clip_windows if self.all_spans else 1
+
 
 def load_windows(root: Path, split: str, n_windows: int,
                  filters: FilterConfig | None = None, seed: int = 0):
@@ -215,8 +220,7 @@ def _cached_windows(root: Path, split: str, config: StudyConfig, cache: Path,
 def _clip_view(train_w: np.ndarray, config: StudyConfig) -> np.ndarray:
     """The training clips: (recordings x spans, clip windows, ...), recording-major; a view
     of the memory map when the spans fill the recordings."""
-    n_clip = config.clip_windows
-    spans = config.long_windows // n_clip if config.all_spans else 1
+    n_clip, spans = config.clip_windows, config.clips_per_recording
     return train_w[:, :spans * n_clip].reshape(len(train_w) * spans, n_clip, *train_w.shape[2:])
 
 
@@ -249,7 +253,7 @@ def _seed_data(config: StudyConfig, data_dir: Path, seed_dir: Path) -> dict:
         first_session.setdefault(r.user, r.lighting)
     t_train = np.array([r.target for r in rec_train])
     id_train = np.array([users.index(r.user) for r in rec_train])
-    spans = config.long_windows // config.clip_windows if config.all_spans else 1
+    spans = config.clips_per_recording
     return {"train_w": train_w, "test_w": test_w, "users": users,
             "t_train": t_train, "id_train": id_train, "clip_w": _clip_view(train_w, config),
             "in_train": in_train, "in_test": in_test,
@@ -380,12 +384,17 @@ def study_variant(config: StudyConfig, data_dir: Path, seed_dir: Path, variant: 
     return row
 
 
+def _anonymized_draws(anon, copies: list[np.ndarray], n_windows: int, config: StudyConfig,
+                      device: str) -> list[np.ndarray]:
+    """config.draws anonymized clips of `n_windows` windows of the training set (fresh noise
+    each; draw k from copies[k] in turn: with filters, each its own filtered copy)."""
+    return [anonymized_spans(anon, copies[k % len(copies)], [n_windows],
+                             device=device)[n_windows] for k in range(config.draws)]
+
+
 def _training_draws(anon, d: dict, config: StudyConfig, device: str) -> list[np.ndarray]:
-    """config.draws anonymized copies of the training clips (fresh noise each; with filters,
-    each from its own filtered copy): what the attackers and post-training learn from."""
-    n_clip = config.clip_windows
-    return [anonymized_spans(anon, d["in_clip"][k % len(d["in_clip"])], [n_clip],
-                             device=device)[n_clip] for k in range(config.draws)]
+    """The anonymized training clips the attackers and post-training learn from."""
+    return _anonymized_draws(anon, d["in_clip"], config.clip_windows, config, device)
 
 
 def post_train_target(config: StudyConfig, d: dict, draws: list, clean_train: np.ndarray,
@@ -409,8 +418,7 @@ def _temporal_averaging(config: StudyConfig, d: dict, anon, reid_clean, attacker
     device, n_long = fit.device, config.long_windows
     out = {f"attacker {config.clip_s:g} s": {
         str(s): _reid(d, attacker_clip, c, device)["rank1"] for s, c in test_spans.items()}}
-    long_draws = [anonymized_spans(anon, d["in_train"][k % len(d["in_train"])], [n_long],
-                                   device=device)[n_long] for k in range(config.draws)]
+    long_draws = _anonymized_draws(anon, d["in_train"], n_long, config, device)
     attacker_long = fit_classnet(long_draws, d["id_train"], len(d["users"]), True, fit,
                                  init=reid_clean)
     out[f"attacker {config.long_s:g} s"] = {
@@ -426,7 +434,6 @@ def study_averaging(config: StudyConfig, data_dir: Path, seed_dir: Path,
     merges into the row."""
     seed, device = config.data.seed, config.fit.device
     d = _seed_data(config, data_dir, seed_dir)
-    n_clip = config.clip_windows
     fit = replace(config.fit, seed=seed)
     reid_clean = fit_classnet(clean_clips(d["clip_w"]), d["id_clip"],
                               len(d["users"]), True, fit)
