@@ -25,7 +25,7 @@ from anonynoise import represent
 from anonynoise.checkpoint import Checkpoint, CheckpointError, Representation, load_checkpoint
 from anonynoise.errors import AnonyNoiseError
 from anonynoise.events import EventBatch
-from anonynoise.filters import FilterConfig, PrivacyFilter
+from anonynoise.filters import FilterConfig, ModelFilters, PrivacyFilter
 from anonynoise.filters import warm_up as warm_up_filters
 from anonynoise.fused import anonymized_output
 from anonynoise.models import ANONYMIZER_KINDS
@@ -96,8 +96,8 @@ def _check_filters(ckpt: Checkpoint, filters: FilterConfig | None, allow_weak: b
     if trained != "none" and trained != used and not allow_weak:
         raise CheckpointError(
             f"{ckpt.source}: refused: it was trained behind the privacy filters {trained!r} "
-            f"and would run behind {used!r}; pass --filters {trained} (or allow_weak, "
-            "--allow-weak, to run it anyway)")
+            f"and would run behind {used!r}; leave --filters at model (the default: those) or "
+            f"pass --filters {trained} (or allow_weak, --allow-weak, to run it anyway)")
 
 
 class Anonymizer:
@@ -109,7 +109,8 @@ class Anonymizer:
     trained behind privacy filters without them.
     max_event_ratio: each window sends at most this many events per input event (None: no
     cap; see cap_event_rate). filters: privacy filters run on each window's events before the
-    net (see filters.py); their failure refuses the window like the net's.
+    net (see filters.py; ModelFilters: those the checkpoint was trained behind); their failure
+    refuses the window like the net's.
     """
 
     def __init__(self, checkpoint: str | os.PathLike | Checkpoint, device: str = "auto", *,
@@ -117,7 +118,7 @@ class Anonymizer:
                  seed: int | None = None, allow_weak: bool = False,
                  max_events: int = represent.DEFAULT_MAX_EVENTS,
                  max_event_ratio: float | None = DEFAULT_MAX_EVENT_RATIO,
-                 filters: FilterConfig | None = None):
+                 filters: FilterConfig | ModelFilters | None = None):
         ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else \
             load_checkpoint(Path(checkpoint), ANONYMIZER_KINDS)
         if ckpt.kind not in ANONYMIZER_KINDS:
@@ -150,6 +151,8 @@ class Anonymizer:
         self.max_event_ratio = max_event_ratio
         self.windows = 0
         self.refused = 0
+        if isinstance(filters, ModelFilters):
+            filters = filters.resolve(ckpt.training)
         self.filters = filters.check() if filters is not None and filters.steps else None
         self._filter = None if self.filters is None else PrivacyFilter(self.filters, seed=seed)
         _check_filters(ckpt, self.filters, allow_weak)

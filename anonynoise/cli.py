@@ -52,23 +52,33 @@ def add_filter_arguments(ap: argparse.ArgumentParser) -> None:
     d = FilterConfig()
     g = ap.add_argument_group("privacy filters (fixed transforms before the net; "
                               "docs/privacy-filters.md)")
-    g.add_argument("--filters", default="none", metavar="SPEC",
-                   help=f"{', '.join(FILTER_STEPS)} joined by '+', applied left to right, e.g. "
-                        f"{d.spec} (default: none)")
-    g.add_argument("--jitter-block", type=bounded(int, 2, 64, "--jitter-block"), default=d.block,
-                   metavar="PX", help=f"jitter's tile in pixels (default {d.block})")
+    g.add_argument("--filters", default=MODEL_FILTERS, metavar="SPEC",
+                   help=f"{', '.join(FILTER_STEPS)} joined by '+', applied left to right (e.g. "
+                        f"{d.spec}), none, or {MODEL_FILTERS}: the ones the model was trained "
+                        "behind, with their parameters (default; the shipped model: none)")
+    g.add_argument("--jitter-block", type=bounded(int, 2, 64, "--jitter-block"), default=None,
+                   metavar="PX", help=f"jitter's tile in pixels (default {d.block}; with "
+                                      "--filters model, the model's)")
     g.add_argument("--warp-period", type=bounded(float, 0.001, 1e9, "--warp-period"),
-                   default=d.warp_period_s, metavar="SECONDS",
-                   help=f"a new random warp every this many seconds (default {d.warp_period_s:g})")
+                   default=None, metavar="SECONDS",
+                   help=f"a new random warp every this many seconds (default "
+                        f"{d.warp_period_s:g}; with --filters model, the model's)")
+
+
+MODEL_FILTERS = "model"
 
 
 def filter_config(args):
-    """The FilterConfig of add_filter_arguments' options (None for --filters none); an unknown
-    filter is an AnonyNoiseError."""
-    from anonynoise.filters import FilterConfig
+    """What add_filter_arguments' options ask for: a FilterConfig, None for --filters none, or
+    for --filters model a ModelFilters that the anonymizer resolves from its checkpoint. An
+    unknown filter is an AnonyNoiseError."""
+    from anonynoise.filters import FilterConfig, ModelFilters
 
-    config = FilterConfig(args.filters, block=args.jitter_block,
-                          warp_period_s=args.warp_period).check()
+    if args.filters == MODEL_FILTERS:
+        return ModelFilters(block=args.jitter_block, warp_period_s=args.warp_period)
+    given = {k: v for k, v in (("block", args.jitter_block),
+                               ("warp_period_s", args.warp_period)) if v is not None}
+    config = FilterConfig(args.filters, **given).check()
     return config if config.steps else None
 
 

@@ -198,6 +198,28 @@ class FilterConfig:
             ("warp" in self.steps) if key.startswith("warp") else True
 
 
+@dataclass(frozen=True)
+class ModelFilters:
+    """The filters an anonymizer checkpoint was trained behind (train.privacy_report --filters
+    records them in its training metadata; none where it records none), with the jitter block
+    and the warp period overridden where given: `--filters model`, the commands' default."""
+
+    block: int | None = None
+    warp_period_s: float | None = None
+
+    def resolve(self, training: dict | None) -> FilterConfig | None:
+        """The FilterConfig to run (None: no filters) for a checkpoint's training metadata."""
+        recorded = dict((training or {}).get("filters") or {})
+        fields = {k: v for k, v in recorded.items() if k in FilterConfig.__dataclass_fields__}
+        fields.setdefault("spec", "none")
+        if self.block is not None:
+            fields["block"] = self.block
+        if self.warp_period_s is not None:
+            fields["warp_period_s"] = self.warp_period_s
+        config = FilterConfig(**fields).check()
+        return config if config.steps else None
+
+
 class PrivacyFilter:
     """Apply a FilterConfig's filters to successive windows of one sensor.
 

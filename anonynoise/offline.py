@@ -10,7 +10,7 @@ from pathlib import Path
 from anonynoise.anonymizer import AnonymizationRefused, Anonymizer, FilterAnonymizer
 from anonynoise.errors import AnonyNoiseError
 from anonynoise.events import EventBatch
-from anonynoise.filters import FilterConfig
+from anonynoise.filters import FilterConfig, ModelFilters
 from anonynoise.io import Aedat4Writer, open_events, write_events
 from anonynoise.windower import Windower
 
@@ -53,10 +53,14 @@ NO_MODEL = "none"  # --model none: the privacy filters alone
 def open_anonymizer(model: str | os.PathLike | None, device: str = "auto", *,
                     window_ms: float | None = None, threads: int | None = None,
                     allow_weak: bool = False,
-                    filters: FilterConfig | None = None) -> tuple[Anonymizer, int, dict]:
+                    filters: FilterConfig | ModelFilters | None = None
+                    ) -> tuple[Anonymizer, int, dict]:
     """(anonymizer, window in µs, its identity for stream headers) for --model: a checkpoint,
-    None for the shipped one, or "none" for the privacy filters alone."""
+    None for the shipped one, or "none" for the privacy filters alone. filters: as
+    Anonymizer's (ModelFilters: the checkpoint's own)."""
     if str(model) == NO_MODEL:
+        if isinstance(filters, ModelFilters):  # no model, so none recorded
+            filters = None
         window = choose_window(None, window_ms)
         anonymizer = FilterAnonymizer(filters, window)
         return anonymizer, window, {"kind": "filters_only", "name": NO_MODEL, "sha256": None,
@@ -69,7 +73,8 @@ def open_anonymizer(model: str | os.PathLike | None, device: str = "auto", *,
     identity = {"kind": ckpt.kind, "name": path.stem,
                 "sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:16],
                 "representation": ckpt.representation.to_dict(),
-                "filters": filters.describe() if filters is not None else {"spec": "none"}}
+                "filters": anonymizer.filters.describe() if anonymizer.filters is not None
+                else {"spec": "none"}}
     return anonymizer, choose_window(ckpt.representation, window_ms), identity
 
 
@@ -77,7 +82,7 @@ def anonymize_file(source: str | os.PathLike, output: str | os.PathLike,
                    model: str | os.PathLike | None = None, *, window_ms: float | None = None,
                    device: str = "auto", sensor_size=None, absolute_time: bool = False,
                    allow_weak: bool = False, threads: int | None = None,
-                   filters: FilterConfig | None = None) -> dict:
+                   filters: FilterConfig | ModelFilters | None = None) -> dict:
     """Write the anonymized events of `source` to `output` (.aedat4, .npy or .npz); `model`
     as open_anonymizer's.
 

@@ -11,8 +11,8 @@ from anonynoise.checkpoint import Representation, save_checkpoint
 from anonynoise.errors import AnonyNoiseError
 from anonynoise.events import make_events
 from anonynoise.examples import clustered_stream
-from anonynoise.filters import (FilterConfig, PrivacyFilter, block_jitter, first_event_per_slot,
-                                smooth_warp_map, warp_events)
+from anonynoise.filters import (FilterConfig, ModelFilters, PrivacyFilter, block_jitter,
+                                first_event_per_slot, smooth_warp_map, warp_events)
 from anonynoise.models import LightAnonNet
 from anonynoise.rng import rng_state
 
@@ -166,11 +166,34 @@ def test_a_net_trained_behind_filters_is_refused_without_them(tmp_path):
                            {"filters": {"spec": "warp+jitter", "block": 4}})
     for filters in (None, FilterConfig("jitter")):
         with pytest.raises(CheckpointError, match="trained behind the privacy filters "
-                                                  "'warp[+]jitter'.*pass --filters warp[+]jitter"):
+                                                  "'warp[+]jitter'.*leave --filters at model.*"
+                                                  "pass --filters warp[+]jitter"):
             Anonymizer(path, "cpu", filters=filters)
     assert Anonymizer(path, "cpu", filters=FilterConfig("warp+jitter")).filters.spec == \
         "warp+jitter"
     assert Anonymizer(path, "cpu", allow_weak=True).filters is None
+
+
+def test_model_filters_are_those_the_checkpoint_records(checkpoint, tmp_path):
+    """--filters model (the default): a net trained behind filters runs behind the same ones,
+    with their recorded parameters unless overridden; a net that records none runs without."""
+    torch.manual_seed(0)
+    net = LightAnonNet(10, width=8)
+    torch.nn.init.constant_(net.head.bias, 1.0)
+    path = save_checkpoint(tmp_path / "behind.pt", net, Representation(window_us=WINDOW),
+                           {"filters": {"spec": "warp+jitter", "block": 8, "warp_scale": 0.1,
+                                        "warp_period_s": 60.0}})
+    got = Anonymizer(path, "cpu", filters=ModelFilters()).filters
+    assert (got.spec, got.block, got.warp_scale, got.warp_period_s) == \
+        ("warp+jitter", 8, 0.1, 60.0)
+    got = Anonymizer(path, "cpu", filters=ModelFilters(block=2, warp_period_s=5.0)).filters
+    assert (got.spec, got.block, got.warp_scale, got.warp_period_s) == \
+        ("warp+jitter", 2, 0.1, 5.0)
+    assert Anonymizer(checkpoint, "cpu", filters=ModelFilters(block=2)).filters is None
+    assert ModelFilters().resolve({"filters": {"spec": "none"}}) is None
+    assert ModelFilters().resolve(None) is None
+    with pytest.raises(AnonyNoiseError, match="unknown privacy filter 'blur'"):
+        ModelFilters().resolve({"filters": {"spec": "warp+blur"}})
 
 
 def test_a_failing_filter_refuses_the_window_and_counts_it(checkpoint, stream, monkeypatch):

@@ -64,6 +64,24 @@ def test_filters_on_the_command_line(real_file, model, tmp_path, capsys):
     assert not bad.exists()
 
 
+def test_a_net_trained_behind_filters_runs_behind_them_by_default(real_file, tmp_path, capsys):
+    torch.manual_seed(0)
+    net = LightAnonNet(10, width=8)
+    torch.nn.init.constant_(net.head.bias, 1.0)
+    behind = save_checkpoint(tmp_path / "behind.pt", net, Representation(window_us=50_000),
+                             {"filters": {"spec": "warp+jitter", "block": 4}})
+    src = str(real_file("face_dvxplorer.aedat4"))
+    assert main(["anonymize", src, str(tmp_path / "a.npy"), "--model", str(behind),
+                 "--device", "cpu"]) == 0
+    assert "from 111,954 in 12 windows (0 dropped" in capsys.readouterr().out
+    refused = tmp_path / "b.npy"
+    assert main(["anonymize", src, str(refused), "--model", str(behind), "--device", "cpu",
+                 "--filters", "none"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "trained behind the privacy filters 'warp+jitter'" in err and len(err.splitlines()) == 1
+    assert not refused.exists()
+
+
 def test_the_shipped_default_model_anonymizes_stream_windows(tmp_path):
     """The committed default: the light net trained on 50 ms windows, noisy enough to pass
     the near-identity check without --allow-weak, and within the event-rate cap."""
