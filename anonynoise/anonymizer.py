@@ -100,6 +100,14 @@ def _check_filters(ckpt: Checkpoint, filters: FilterConfig | None, allow_weak: b
             f"pass --filters {trained} (or allow_weak, --allow-weak, to run it anyway)")
 
 
+def _recorded_filters(ckpt: Checkpoint, request: ModelFilters) -> FilterConfig | None:
+    try:
+        return request.resolve(ckpt.training)
+    except (AnonyNoiseError, TypeError, ValueError) as e:  # a checkpoint written elsewhere
+        raise CheckpointError(f"{ckpt.source}: its recorded privacy filters are unusable "
+                              f"({e}); pass --filters") from None
+
+
 class Anonymizer:
     """Anonymize windows of events with an anonymizer checkpoint.
 
@@ -152,7 +160,7 @@ class Anonymizer:
         self.windows = 0
         self.refused = 0
         if isinstance(filters, ModelFilters):
-            filters = filters.resolve(ckpt.training)
+            filters = _recorded_filters(ckpt, filters)
         self.filters = filters.check() if filters is not None and filters.steps else None
         self._filter = None if self.filters is None else PrivacyFilter(self.filters, seed=seed)
         _check_filters(ckpt, self.filters, allow_weak)

@@ -45,6 +45,9 @@ def bounded(kind, low, high, what):
     return parse
 
 
+MODEL_FILTERS = "model"  # --filters model: the ones the checkpoint was trained behind
+
+
 def add_filter_arguments(ap: argparse.ArgumentParser) -> None:
     """--filters and its parameters (anonynoise.filters), for every command that anonymizes."""
     from anonynoise.filters import FILTER_STEPS, FilterConfig
@@ -63,9 +66,6 @@ def add_filter_arguments(ap: argparse.ArgumentParser) -> None:
                    default=None, metavar="SECONDS",
                    help=f"a new random warp every this many seconds (default "
                         f"{d.warp_period_s:g}; with --filters model, the model's)")
-
-
-MODEL_FILTERS = "model"
 
 
 def filter_config(args):

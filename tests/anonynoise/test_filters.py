@@ -194,6 +194,12 @@ def test_model_filters_are_those_the_checkpoint_records(checkpoint, tmp_path):
     assert ModelFilters().resolve(None) is None
     with pytest.raises(AnonyNoiseError, match="unknown privacy filter 'blur'"):
         ModelFilters().resolve({"filters": {"spec": "warp+blur"}})
+    from anonynoise.checkpoint import CheckpointError
+
+    odd = save_checkpoint(tmp_path / "odd.pt", net, Representation(window_us=WINDOW),
+                          {"filters": {"spec": "jitter", "block": "four"}})
+    with pytest.raises(CheckpointError, match="recorded privacy filters are unusable"):
+        Anonymizer(odd, "cpu", filters=ModelFilters())
 
 
 def test_a_failing_filter_refuses_the_window_and_counts_it(checkpoint, stream, monkeypatch):
