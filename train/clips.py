@@ -14,11 +14,14 @@ per window and judge per clip without going through event lists.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 
 from anonynoise.anonymizer import DEFAULT_MAX_EVENT_RATIO, cap_event_rate
 from anonynoise.events import EventBatch
+from anonynoise.models.noise import noise_generators
 from anonynoise.represent import events_to_counts
 from train.event_domain import event_round_trip, straight_through_round_trip
 
@@ -47,25 +50,42 @@ def compose_clips(windows: torch.Tensor, clip_bins: int = 5) -> torch.Tensor:
         n, 2 * clip_bins, h, wd)
 
 
+def study_generators(device: str | torch.device = "cpu") -> list[torch.Generator]:
+    """One generator per torch thread (parallel draws on the CPU: torch draws on one core),
+    seeded from torch's global generator: fresh draws on every call that a study's
+    torch.manual_seed still makes reproducible."""
+    generators = noise_generators(torch.get_num_threads(), device)
+    for g in generators:
+        g.manual_seed(int(torch.randint(1 << 62, ())))
+    return generators
+
+
 def anonymize_windows(anon: torch.nn.Module, windows: torch.Tensor,
                       straight_through: bool = False,
-                      max_event_ratio: float | None = DEFAULT_MAX_EVENT_RATIO) -> torch.Tensor:
+                      max_event_ratio: float | None = DEFAULT_MAX_EVENT_RATIO,
+                      generator: torch.Generator | Sequence[torch.Generator] | None = None
+                      ) -> torch.Tensor:
     """(N, n_windows, C, H, W) float -> the same, each window anonymized with its own noise,
     capped in events as the runtime caps it, and sent through the events round trip
     (straight-through gradient if asked)."""
     n, w = windows.shape[:2]
     flat = windows.reshape(n * w, *windows.shape[2:])
-    return stream_windows(anon(flat), flat, straight_through, max_event_ratio).reshape(
-        windows.shape)
+    if flat.device.type == "cpu":  # as the runtime: the light net is faster channels-last
+        flat = flat.contiguous(memory_format=torch.channels_last)
+    return stream_windows(anon(flat, generator=generator), flat, straight_through,
+                          max_event_ratio, generator).reshape(windows.shape)
 
 
 def stream_windows(anonymized: torch.Tensor, windows: torch.Tensor,
                    straight_through: bool = False,
-                   max_event_ratio: float | None = DEFAULT_MAX_EVENT_RATIO) -> torch.Tensor:
+                   max_event_ratio: float | None = DEFAULT_MAX_EVENT_RATIO,
+                   generator: torch.Generator | Sequence[torch.Generator] | None = None
+                   ) -> torch.Tensor:
     """What the stream sends of the anonymizer's output for these (flat) windows: capped in
     events as the runtime caps it, then the events round trip."""
     out = cap_event_rate(anonymized, windows, max_event_ratio)
-    return straight_through_round_trip(out) if straight_through else event_round_trip(out)
+    return straight_through_round_trip(out, generator) if straight_through \
+        else event_round_trip(out, generator)
 
 
 @torch.no_grad()
@@ -74,10 +94,12 @@ def anonymized_clips(anon: torch.nn.Module, windows: np.ndarray, clip_bins: int 
     """(N, n_windows, C, H, W) uint8 -> (N, 2 * clip_bins, H, W) float32 clips of the
     anonymized, round-tripped windows (a fresh noise draw every call)."""
     anon.eval()
+    generators = study_generators(device)
     out = []
     for k in range(0, len(windows), batch):
         x = torch.from_numpy(windows[k:k + batch]).to(device).float()
-        out.append(compose_clips(anonymize_windows(anon, x), clip_bins).cpu())
+        out.append(compose_clips(anonymize_windows(anon, x, generator=generators),
+                                 clip_bins).cpu())
     return torch.cat(out).numpy()
 
 

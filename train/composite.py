@@ -24,7 +24,7 @@ from anonynoise.models import ClassNet
 from anonynoise.models.noise import NoiseAnonNet
 from train.classify import identity_batches
 from train.augment import shift_and_rotate
-from train.clips import compose_clips, stream_windows
+from train.clips import compose_clips, stream_windows, study_generators
 from train.event_domain import event_mass, noise_budget_penalty
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,7 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
     rng = np.random.default_rng(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     device = torch.device(config.device)
+    draws = study_generators(device)  # the noise and the round trip's, parallel on the CPU
     for net in (anon, target_net, id_net):
         net.to(device)
     opt_a = torch.optim.Adam(anon.parameters(), lr=config.lr_anon)
@@ -139,9 +140,10 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
                 # as the runtime: the light net's convolutions are faster channels-last on
                 # the CPU (48x48 windows: 99 instead of 134 ms a clip for the whole step)
                 flat = flat.contiguous(memory_format=torch.channels_last)
-            raw = anon(flat)  # one noise draw per window, as the stream
+            raw = anon(flat, generator=draws)  # one noise draw per window, as the stream
             raw_windows = raw.reshape(x.shape)
-            seen_clip = compose_clips(stream_windows(raw, flat, straight_through=True)
+            seen_clip = compose_clips(stream_windows(raw, flat, straight_through=True,
+                                                     generator=draws)
                                       .reshape(x.shape), config.clip_bins)
             t_logits, _, _ = target_net(seen_clip)
             judged = [net(seen_clip) for net in adversaries]  # (logits, embedding, features)

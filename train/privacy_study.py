@@ -32,7 +32,8 @@ from anonynoise.models import ClassNet, LightAnonNet
 from anonynoise.models.denoise import DenoiseNet
 from anonynoise.synth.dataset import DatasetConfig
 from train.classify import FitConfig, fit_classnet, reid_accuracy, target_accuracy
-from train.clips import anonymize_windows, clean_clips, compose_clips, recording_windows
+from train.clips import (anonymize_windows, clean_clips, compose_clips, recording_windows,
+                         study_generators)
 from train.composite import CompositeConfig, train_composite
 from train.datasets.dvsgesture import read_recording, scan, sensor_size
 from train.replay import stream_filtered
@@ -146,10 +147,11 @@ def anonymized_spans(anon, windows: np.ndarray, spans: list[int], clip_bins: int
     """One anonymization pass over the windows (fresh noise each), re-binned into clips of
     the first `span` windows for every span, scaled to the count level of the first span."""
     anon.eval()
+    generators = study_generators(device)
     out: dict[int, list] = {s: [] for s in spans}
     for k in range(0, len(windows), batch):
         x = anonymize_windows(anon, torch.from_numpy(np.array(windows[k:k + batch]))
-                              .to(device).float())
+                              .to(device).float(), generator=generators)
         for s in spans:
             out[s].append((compose_clips(x[:, :s], clip_bins) * (spans[0] / s)).cpu())
     return {s: torch.cat(v).numpy() for s, v in out.items()}

@@ -41,30 +41,48 @@ def _noise_pool() -> ThreadPoolExecutor:
         return _pool
 
 
-def _draw_part(part: torch.Tensor, std: float, generator: torch.Generator,
-               inference: bool) -> None:
+def _draw_part(draw, part: torch.Tensor, generator: torch.Generator, inference: bool) -> None:
     with torch.inference_mode(inference):
-        part.normal_(0.0, std, generator=generator)
+        draw(part, generator)
+
+
+def fill_parallel(out: torch.Tensor, draw,
+                  generator: torch.Generator | Sequence[torch.Generator] | None) -> torch.Tensor:
+    """draw(part, generator) fills each part of dense `out` (contiguous or channels-last: the
+    values are i.i.d., so the layout does not matter) in place. With several
+    generators, a large tensor is cut into as many contiguous parts, each drawn by its own
+    generator in its own thread (torch's CPU samplers run on one core and release the GIL),
+    so the result depends on the generators' seeds, not on the timing."""
+    generators = list(generator) if isinstance(generator, (list, tuple)) else [generator]
+    if out.is_contiguous():
+        flat = out.view(-1)
+    elif out.dim() == 4 and out.is_contiguous(memory_format=torch.channels_last):
+        flat = out.permute(0, 2, 3, 1).reshape(-1)  # a view: NHWC memory is contiguous
+    else:
+        raise ValueError("fill_parallel needs a contiguous or channels-last tensor")
+    if len(generators) == 1 or flat.numel() < PARALLEL_NOISE_MIN or flat.device.type != "cpu":
+        draw(flat, generators[0])
+        return out
+    parts = flat.tensor_split(len(generators))
+    inference = torch.is_inference_mode_enabled()  # thread-local: the workers get it too
+    pending = [_noise_pool().submit(_draw_part, draw, part, g, inference)
+               for part, g in zip(parts[1:], generators[1:])]
+    draw(parts[0], generators[0])
+    for future in pending:
+        future.result()
+    return out
 
 
 def fill_normal(out: torch.Tensor, std: float,
                 generator: torch.Generator | Sequence[torch.Generator] | None) -> torch.Tensor:
-    """Fill contiguous `out` with N(0, std^2). With several generators, a large tensor is cut
-    into as many contiguous parts, each drawn by its own generator in its own thread (normal_
-    releases the GIL), so the result depends on the generators' seeds, not on the timing."""
-    generators = list(generator) if isinstance(generator, (list, tuple)) else [generator]
-    flat = out.view(-1)
-    if len(generators) == 1 or flat.numel() < PARALLEL_NOISE_MIN or flat.device.type != "cpu":
-        flat.normal_(0.0, std, generator=generators[0])
-        return out
-    parts = flat.tensor_split(len(generators))
-    inference = torch.is_inference_mode_enabled()  # thread-local: the workers get it too
-    pending = [_noise_pool().submit(_draw_part, part, std, g, inference)
-               for part, g in zip(parts[1:], generators[1:])]
-    parts[0].normal_(0.0, std, generator=generators[0])
-    for future in pending:
-        future.result()
-    return out
+    """Fill dense `out` with N(0, std^2), in parallel with several generators."""
+    return fill_parallel(out, lambda part, g: part.normal_(0.0, std, generator=g), generator)
+
+
+def fill_uniform(out: torch.Tensor,
+                 generator: torch.Generator | Sequence[torch.Generator] | None) -> torch.Tensor:
+    """Fill dense `out` with U[0, 1), in parallel with several generators."""
+    return fill_parallel(out, lambda part, g: part.uniform_(generator=g), generator)
 
 
 @dataclass
@@ -150,8 +168,9 @@ class NoiseAnonNet(nn.Module):
                       generator: torch.Generator | Sequence[torch.Generator] | None = None
                       ) -> AnonOutput:
         noise, out = self.noise_and_maps(x, noise, generator)
-        scale = out[:, : self.channels]
-        mean = out[:, self.channels:] if self.form == "mean_scale" else None
+        # split, not two slices: a slice's backward zero-fills a tensor of out's size for
+        # each part; split's writes the parts' gradients once (a sixth of a pipeline step)
+        scale, mean = out.split(self.channels, 1) if self.form == "mean_scale" else (out, None)
         anonymized = torch.addcmul(x, scale, noise)  # x + scale * noise in one pass
         if mean is not None:
             anonymized = anonymized + mean
@@ -239,4 +258,6 @@ class LightAnonNet(NoiseAnonNet):
         e3 = self.mid(self.enc3(e2))
         d2 = self.dec2(torch.cat((F.interpolate(e3, scale_factor=2.0, mode="nearest"), e2), 1))
         d1 = self.dec1(torch.cat((F.interpolate(d2, scale_factor=2.0, mode="nearest"), e1), 1))
-        return self.head(d1)[..., :h, :w]
+        out = self.head(d1)
+        # crop only when padded: even a full-size slice zero-fills a copy in the backward
+        return out[..., :h, :w] if pad_h or pad_w else out

@@ -184,6 +184,30 @@ def test_several_generators_draw_parts_of_a_large_window_in_parallel(inference):
     assert torch.isfinite(small).all()
 
 
+def test_uniforms_fill_a_channels_last_tensor_in_parallel_in_its_own_layout():
+    from anonynoise.models.noise import PARALLEL_NOISE_MIN, fill_uniform, noise_generators
+
+    def draw(seeds):
+        gens = noise_generators(len(seeds))
+        for g, s in zip(gens, seeds):
+            g.manual_seed(s)
+        out = torch.empty(16, 10, 48, 48).contiguous(memory_format=torch.channels_last)
+        assert out.numel() > 2 * PARALLEL_NOISE_MIN
+        return fill_uniform(out, gens)
+
+    a = draw([1, 2])
+    assert a.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(a, draw([1, 2])) and not torch.equal(a, draw([1, 3]))
+    assert float(a.min()) >= 0.0 and float(a.max()) < 1.0
+    assert abs(float(a.mean()) - 0.5) < 0.005
+    # the first part, in memory order, is the first generator's own stream
+    memory_order = a.permute(0, 2, 3, 1).reshape(-1)
+    alone = torch.empty(a.numel() // 2).uniform_(generator=torch.Generator().manual_seed(1))
+    assert torch.equal(memory_order[: len(alone)], alone)
+    with pytest.raises(ValueError, match="contiguous or channels-last"):
+        fill_uniform(torch.empty(4, 4).t(), noise_generators(2))
+
+
 def test_the_runtime_draws_a_vga_window_with_one_generator_per_thread(tmp_path):
     """A 640x480 window (3 M noise values, the parallel path) under inference mode, as the
     runtime runs it; a fixed seed reproduces it."""

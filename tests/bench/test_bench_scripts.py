@@ -99,3 +99,15 @@ def test_concurrent_training_benchmark_runs_on_the_cpu_tiny():
     row = proc.stdout.strip().splitlines()[-1].split("|")
     assert row[1].strip() == "cpu" and int(row[2]) == 2 and int(row[4]) > 0
     assert float(row[5]) > 0 and float(row[6]) > 0
+
+
+def test_training_benchmark_sets_each_step_beside_the_plain_torch_formulation():
+    proc = subprocess.run([sys.executable, str(BENCH / "training.py"), "--tiny"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = [r.split("|") for r in proc.stdout.splitlines() if r.startswith("| ")][1:]
+    assert [r[1].strip() for r in rows] == ["anonymizer step (pipeline)",
+                                           "anonymized draw (no gradient)",
+                                           "attacker step behind a denoiser"]
+    for r in rows:
+        assert float(r[3]) > 0 and float(r[4]) > 0 and re.fullmatch(r" ours [\d.]+x ", r[5])
