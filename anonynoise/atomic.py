@@ -24,6 +24,19 @@ def _reason(error: OSError) -> str:
     return error.strerror or str(error)
 
 
+def refuse_overwriting_input(source: str | os.PathLike, output: str | os.PathLike) -> None:
+    """Raise AnonyNoiseError when `output` is `source` (the same file by any name, a hard
+    link included): the raw recording would be replaced by its anonymized or converted copy,
+    and a mistyped output path would lose the raw data for good."""
+    try:
+        same = Path(output).exists() and os.path.samefile(source, output)
+    except OSError:  # an unreadable source is reported by its reader
+        same = False
+    if same:
+        raise AnonyNoiseError(f"{output}: is the input; writing it would replace the "
+                              "recording (choose another output path)")
+
+
 def temporary_beside(path: Path, suffix: str = ".partial") -> Path:
     """A new empty file in path's folder, named after it, with the usual permissions."""
     path = Path(path)

@@ -78,7 +78,11 @@ def filter_config(args):
         return ModelFilters(block=args.jitter_block, warp_period_s=args.warp_period)
     given = {k: v for k, v in (("block", args.jitter_block),
                                ("warp_period_s", args.warp_period)) if v is not None}
-    config = FilterConfig(args.filters, **given).check()
+    try:
+        config = FilterConfig(args.filters, **given).check()
+    except AnonyNoiseError as e:  # the library's list lacks the command line's own choice
+        raise AnonyNoiseError(str(e).replace("; or none)", "; or none, or model: the "
+                                             "checkpoint's own, the default)")) from None
     return config if config.steps else None
 
 
@@ -140,16 +144,22 @@ def cmd_info(args) -> int:
 
 
 def cmd_convert(args) -> int:
+    from anonynoise.atomic import refuse_overwriting_input
     from anonynoise.io import open_events, write_events
 
+    refuse_overwriting_input(args.input, args.output)
     with open_events(args.input, args.sensor) as reader:
         n = write_events(args.output, iter(reader), reader.sensor_size)
         size = reader.sensor_size
     print(f"wrote {n:,} events to {args.output}")
-    if Path(args.output).suffix.lower() == ".npy":
+    print_npy_note(args.output, size)
+    return 0
+
+
+def print_npy_note(output, size) -> None:
+    if Path(output).suffix.lower() == ".npy":
         print(f"note: .npy files do not store the sensor size; read it back with --sensor "
               f"{size[0]}x{size[1]}")
-    return 0
 
 
 def cmd_demo(args) -> int:
@@ -313,6 +323,7 @@ def cmd_anonymize(args) -> int:
                        filters=filter_config(args))
     print(f"wrote {args.output}: {s['events_out']:,} anonymized events from {s['events_in']:,} "
           f"in {s['windows']} windows ({s['refused']} dropped: anonymization failed)")
+    print_npy_note(args.output, s["sensor_size"])
     return 0
 
 

@@ -450,6 +450,7 @@ class NumpyReader(EventReader):
         _check_readable(self.path)
         caller = _parse_sensor(sensor_size)
         self._events = self._npz = None
+        self._dvsgesture = False
         try:
             if self.path.suffix.lower() == ".npz":
                 self._npz = _NpzEvents(self.path, caller)
@@ -461,7 +462,7 @@ class NumpyReader(EventReader):
             raise AnonyNoiseError(f"{self.path}: {e}") from None
         except _NUMPY_ERRORS as e:
             raise _numpy_error(self.path, e) from None
-        fmt = "dvs-gesture npy" if source == "DVS-Gesture" else self.path.suffix.lower()[1:]
+        fmt = "dvs-gesture npy" if self._dvsgesture else self.path.suffix.lower()[1:]
         self.info = RecordingInfo(str(self.path), fmt, width, height, source)
 
     def _load_npy(self, caller):
@@ -475,8 +476,9 @@ class NumpyReader(EventReader):
             w, h = int(array["x"].max()) + 1, int(array["y"].max()) + 1
             return from_structured(array, (w, h)), "the events' extent (pass --sensor WxH)"
         if array.ndim == 2 and array.shape[1] == 4 and array.dtype.kind == "f":
-            if caller is not None and caller != DVS_GESTURE_SENSOR:
-                raise AnonyNoiseError("DVS-Gesture files are 128x128")
+            self._dvsgesture = True
+            if caller is not None:  # e.g. the synthetic benchmark at --size 64
+                return from_dvsgesture_array(array, caller), "the caller (--sensor)"
             return from_dvsgesture_array(array), "DVS-Gesture"
         raise AnonyNoiseError(f"holds a {array.dtype} array of shape {array.shape}, not events "
                               "(expected a structured array or a DVS-Gesture N x 4 array)")

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from anonynoise.anonymizer import AnonymizationRefused, Anonymizer, FilterAnonymizer
+from anonynoise.atomic import refuse_overwriting_input
 from anonynoise.errors import AnonyNoiseError
 from anonynoise.events import EventBatch
 from anonynoise.filters import FilterConfig, ModelFilters
@@ -92,6 +93,7 @@ def anonymize_file(source: str | os.PathLike, output: str | os.PathLike,
     output = Path(output)
     if output.suffix.lower() not in (".aedat4", ".npy", ".npz"):
         raise AnonyNoiseError(f"{output}: can write .aedat4, .npy or .npz")
+    refuse_overwriting_input(source, output)
     anonymizer, window, _ = open_anonymizer(model, device, window_ms=window_ms, threads=threads,
                                             allow_weak=allow_weak, filters=filters)
     with open_events(source, sensor_size) as reader:
@@ -99,7 +101,8 @@ def anonymize_file(source: str | os.PathLike, output: str | os.PathLike,
         anonymizer.check_source(width, height, window
                                 if anonymizer.representation.window_us is not None else None)
         windower = Windower(window, width, height)
-        summary = {"windows": 0, "refused": 0, "events_in": 0, "events_out": 0}
+        summary = {"windows": 0, "refused": 0, "events_in": 0, "events_out": 0,
+                   "sensor_size": (width, height)}
         origin = None
         collected: list[EventBatch] = []
         writer = Aedat4Writer(output, (width, height)) if output.suffix.lower() == ".aedat4" \

@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 
+from anonynoise.atomic import refuse_overwriting_input
 from anonynoise.cli import add_filter_arguments, bounded, filter_config, parse_sensor, run
 from anonynoise.errors import AnonyNoiseError
 
@@ -126,6 +127,8 @@ def stream_main(args) -> int:
     from stream.sinks import DVNetworkSink, RecorderSink
     from anonynoise.windower import warm_up
 
+    if args.replay and args.record:
+        refuse_overwriting_input(args.replay, args.record)
     if args.preview:  # before opening anything: no display, no stream
         from stream.preview import NO_DISPLAY_INSTEAD
         from viewer.app import check_display

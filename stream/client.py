@@ -16,8 +16,8 @@ import numpy as np
 import zmq
 
 from anonynoise.events import TONIC_DTYPE, EventBatch
-from stream.protocol import (STATUS_TOPIC, WINDOW_TOPIC, WindowHeader, decode_status,
-                             decode_window, window_events)
+from stream.protocol import (STATUS_TOPIC, WINDOW_TOPIC, WindowHeader, check_address,
+                             decode_status, decode_window, window_events)
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,7 @@ class StreamClient:
                  timeout_s: float | None = None, curve_keys: str | Path | None = None,
                  client_name: str = "client", hwm: int = 1000,
                  context: zmq.Context | None = None):
+        check_address(address)
         self.context = context or zmq.Context.instance()
         self.socket = self.context.socket(zmq.SUB)
         self.socket.setsockopt(zmq.RCVHWM, hwm)

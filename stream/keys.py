@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import zmq
@@ -19,15 +20,27 @@ from anonynoise.errors import AnonyNoiseError
 
 
 def make_keys(folder: str | Path, clients: tuple[str, ...] = ("client",)) -> Path:
-    """Create the server key pair and client key pairs (existing files are kept)."""
+    """Create the server key pair and client key pairs (existing files are kept). Secret
+    keys are readable by their owner only (0600), public keys as the umask says."""
     folder = Path(folder)
     (folder / "clients").mkdir(parents=True, exist_ok=True)
     if not (folder / "server.key_secret").exists():
-        zmq.auth.create_certificates(str(folder), "server")
+        _create_pair(folder, "server")
     for name in clients:
         if not (folder / "clients" / f"{name}.key_secret").exists():
-            zmq.auth.create_certificates(str(folder / "clients"), name)
+            _create_pair(folder / "clients", name)
     return folder
+
+
+def _create_pair(folder: Path, name: str) -> None:
+    # the umask while pyzmq writes, so that no secret is ever world-readable, not even
+    # between its creation and a chmod
+    umask = os.umask(0o077)
+    try:
+        public, _ = zmq.auth.create_certificates(str(folder), name)
+    finally:
+        os.umask(umask)
+    os.chmod(public, 0o666 & ~umask)
 
 
 def _load(path: Path, secret: bool):

@@ -24,7 +24,7 @@ import zmq
 
 from anonynoise.errors import AnonyNoiseError
 from anonynoise.events import EventBatch
-from stream.protocol import WindowHeader, encode_status, encode_window
+from stream.protocol import WindowHeader, check_address, encode_status, encode_window
 
 log = logging.getLogger(__name__)
 LIVE_HWM = 8  # windows queued per live subscriber before it starts losing them
@@ -55,7 +55,7 @@ class Publisher:
     def __init__(self, live: str | None = "tcp://127.0.0.1:5555", lossless: str | None = None,
                  *, curve_keys: str | Path | None = None, insecure: bool = False,
                  context: zmq.Context | None = None):
-        addresses = [a for a in (live, lossless) if a]
+        addresses = [check_address(a) for a in (live, lossless) if a]
         exposed = [a for a in addresses if not is_loopback(a)]
         if exposed and curve_keys is None and not insecure:
             raise AnonyNoiseError(f"{exposed[0]} is reachable from other machines: give "

@@ -254,7 +254,9 @@ def _serve_dv(host, port, width, height, tls, windows, status) -> None:
         return
     status.put("ready")
     for records in windows:
-        if len(records):
+        # no client: nothing to send, and building an EventStore (one event at a time) would
+        # take a core from the stream for nothing (a client that joins gets what follows)
+        if len(records) and server.getClientCount() > 0:
             server.writeEvents(to_event_store(EventBatch.trusted(
                 records["t"], records["x"], records["y"], records["p"], width, height)))
     time.sleep(0.2)  # let the last packets leave

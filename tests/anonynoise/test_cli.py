@@ -107,6 +107,17 @@ def test_convert_does_not_clobber_the_output_on_failure(tmp_path):
     assert (tmp_path / "out.aedat4").read_bytes() == b"previous content"
 
 
+@pytest.mark.parametrize("command", ["convert", "anonymize"])
+def test_the_input_is_never_the_output(real_file, tmp_path, command):
+    face = real_file("face_dvxplorer.aedat4")
+    copy = tmp_path / "face.aedat4"
+    copy.write_bytes(face.read_bytes())
+    for output in (copy, tmp_path / "." / "face.aedat4"):
+        proc = run_cli(command, copy, output)
+        assert_one_line_error(proc, "is the input", "would replace the recording")
+    assert copy.read_bytes() == face.read_bytes()
+
+
 def test_demo_runs_and_writes_a_readable_recording(tmp_path):
     proc = run_cli("demo", "--seconds", "0.3", "--out", tmp_path / "demo")
     assert proc.returncode == 0, proc.stderr

@@ -270,6 +270,17 @@ def test_dvsgesture_npy_file(tmp_path):
     assert same_events(read_events(tmp_path / "3.npy"), ev)
 
 
+def test_a_dvsgesture_npy_file_of_another_size_reads_at_the_callers_sensor(tmp_path):
+    # the synthetic benchmark writes DVS-Gesture's layout at --size 64
+    ev = make_events([1000, 1500, 2250], [0, 40, 63], [63, 3, 0], [1, 0, 1], 64, 64)
+    np.save(tmp_path / "3.npy", to_dvsgesture_array(ev))
+    reader = open_events(tmp_path / "3.npy", (64, 64))
+    assert reader.info.format == "dvs-gesture npy" and reader.sensor_size == (64, 64)
+    assert same_events(read_events(tmp_path / "3.npy", (64, 64)), ev)
+    with pytest.raises(AnonyNoiseError, match="3.npy: .*outside the 32x32 sensor"):
+        read_events(tmp_path / "3.npy", (32, 32))
+
+
 def test_invalid_events_in_a_file_name_the_file(tmp_path):
     arr = np.zeros(3, dtype=[("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("p", "u1")])
     arr["t"] = [5, 3, 9]

@@ -41,6 +41,9 @@ def test_command_line_and_bad_input(real_file, model, tmp_path, capsys):
     assert main(["anonymize", src, str(tmp_path / "a.aedat4"), "--model", str(model),
                  "--device", "cpu"]) == 0
     assert "anonymized events from 111,954" in capsys.readouterr().out
+    assert main(["anonymize", src, str(tmp_path / "a.npy"), "--model", str(model),
+                 "--device", "cpu"]) == 0
+    assert "read it back with --sensor 320x240" in capsys.readouterr().out
     assert main(["anonymize", src, str(tmp_path / "a.txt"), "--model", str(model)]) == 2
     whole = save_checkpoint(tmp_path / "whole.pt", LightAnonNet(10, width=8),
                             Representation(window_us=None))

@@ -10,6 +10,8 @@ import sys
 import threading
 import time
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -335,6 +337,9 @@ def test_bad_input_is_one_line(tmp_path, checkpoint, real_file):
     fixed = save_checkpoint(tmp_path / "fixed.pt", _light(),
                             Representation(width=128, height=128, window_us=WINDOW))
     face = str(real_file("face_dvxplorer.aedat4"))
+    copy, link = tmp_path / "face.aedat4", tmp_path / "same.aedat4"
+    copy.write_bytes(Path(face).read_bytes())
+    os.link(copy, link)
     port = free_port()
     busy = zmq.Context.instance().socket(zmq.PUB)
     busy.bind(f"tcp://127.0.0.1:{port}")
@@ -347,7 +352,13 @@ def test_bad_input_is_one_line(tmp_path, checkpoint, real_file):
           f"tcp://127.0.0.1:{port}"], "cannot publish"),
         (["--camera", "--model", str(checkpoint)], "camera"),
         (["--replay", face, "--model", str(checkpoint), "--filters", "warp+blur"],
-         "unknown privacy filter 'blur'"),
+         "unknown privacy filter 'blur' in 'warp+blur' (filters: warp, slots, jitter, joined "
+         "by '+'; or none, or model"),
+        (["--replay", face, "--model", str(checkpoint), "--publish", "tcp://127.0.0.1:99999"],
+         "the port must be 1 to 65535"),
+        # the recording itself as the output (here a hard link to a copy of it)
+        (["--replay", str(copy), "--model", str(checkpoint), "--record", str(link)],
+         "is the input"),
     ]
     try:
         for args, message in cases:
@@ -357,6 +368,7 @@ def test_bad_input_is_one_line(tmp_path, checkpoint, real_file):
             assert len(lines) == 1 and message in lines[0], (args, done.stderr)
     finally:
         busy.close()
+    assert copy.read_bytes() == Path(face).read_bytes()
 
 
 @pytest.mark.parametrize("model", ["checkpoint", "none"])
@@ -527,6 +539,30 @@ def test_client_keys_name_what_is_missing(tmp_path):
         client_keys(tmp_path / "keys", "bob")
     public, secret, server = client_keys(tmp_path / "keys", "alice")
     assert public and secret and server
+
+
+def test_secret_keys_are_readable_by_their_owner_only(tmp_path):
+    from stream.keys import make_keys
+
+    old = os.umask(0o022)
+    try:
+        keys = make_keys(tmp_path / "keys", ("alice",))
+    finally:
+        os.umask(old)
+    for secret in (keys / "server.key_secret", keys / "clients" / "alice.key_secret"):
+        assert secret.stat().st_mode & 0o777 == 0o600, secret
+    for public in (keys / "server.key", keys / "clients" / "alice.key"):
+        assert public.stat().st_mode & 0o777 == 0o644, public
+
+
+@pytest.mark.parametrize("address", ["tcp://127.0.0.1:99999", "tcp://127.0.0.1:0",
+                                     "tcp://127.0.0.1"])
+def test_a_tcp_address_without_a_usable_port_is_refused_by_both_ends(address):
+    # ZeroMQ would take 99999 modulo 65536 and listen where no client looks
+    with pytest.raises(AnonyNoiseError, match="the port must be 1 to 65535"):
+        Publisher(address)
+    with pytest.raises(AnonyNoiseError, match="the port must be 1 to 65535"):
+        StreamClient(address)
 
 
 def test_the_last_status_line_counts_windows_a_stop_left_queued():
