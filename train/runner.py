@@ -122,7 +122,11 @@ class MetricLog:
         self.writer = None
         if not enabled:
             return
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise AnonyNoiseError(f"--out {out}: cannot create it: "
+                                  f"{e.strerror or e}") from None
         if not resume and self.path.exists():
             self.path.unlink()
         try:

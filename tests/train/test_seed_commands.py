@@ -145,6 +145,13 @@ def test_incompatible_weights_fail_before_training(synth, tmp_path, capsys):
     assert not (out / "metrics.jsonl").exists()
 
 
+def test_an_out_folder_that_cannot_be_made_is_one_line(synth, tmp_path, capsys):
+    (tmp_path / "file").write_text("a file, not a folder")
+    assert pre(synth, tmp_path / "file" / "run", "--anno_type", "target") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--out " in err[0] and "cannot create it" in err[0], err
+
+
 def test_pipeline_refuses_event_reid_and_says_what_to_do(tmp_path, capsys):
     assert run(train_pipeline.main, ["--dataset", "reid", "--dataset_path", str(tmp_path)]) == 2
     assert "--prepostmode post" in capsys.readouterr().err
