@@ -91,8 +91,14 @@ def run(kind: str, size: tuple[int, int], rate: float, seconds: float, fast: boo
         publisher.wait_for_lossless_subscriber(10)
     recorder = RecorderSink(folder / "out.aedat4", w, h) if record else None
     sinks = [recorder] if record else []
+    dv_reader = None
     if dv_sink:
-        sinks.append(DVNetworkSink(_free_port(), w, h))
+        port = _free_port()
+        sinks.append(DVNetworkSink(port, w, h))
+        # a DV client that reads everything: without one the sink builds nothing
+        dv_reader = threading.Thread(target=_read_dv, args=(port, finished), daemon=True)
+        dv_reader.start()
+        time.sleep(0.5)  # let it connect
     source = ReplaySource(recording, speed=None if fast else 1.0)
     pipeline = Pipeline(source, anonymizer, publisher, sinks,
                         StreamConfig(window_us=WINDOW_US), paced=not fast)
@@ -104,6 +110,8 @@ def run(kind: str, size: tuple[int, int], rate: float, seconds: float, fast: boo
     publisher.close()
     finished.set()
     reader.join(10)
+    if dv_reader is not None:
+        dv_reader.join(10)
     client.close()
     return {"net": kind, "size": f"{w}x{h}", "rate": rate, "mode": "fast" if fast else "paced",
             "recorder": "on" if record else "off", "endpoint": "live" if live else "lossless",
@@ -112,6 +120,15 @@ def run(kind: str, size: tuple[int, int], rate: float, seconds: float, fast: boo
             "p99": status["latency_ms_p99"], "windows": status["windows_out"],
             "received": len(received), "dropped": sum(status["dropped"].values()),
             "out_per_in": status["events_out"] / max(status["events_in"], 1)}
+
+
+def _read_dv(port: int, finished: threading.Event) -> None:
+    import dv_processing as dv
+
+    reader = dv.io.NetworkReader("127.0.0.1", port)
+    while not finished.is_set():
+        if reader.getNextEventBatch() is None:
+            time.sleep(0.001)
 
 
 def _free_port() -> int:

@@ -64,7 +64,8 @@ SECTIONS = [
     ("pipeline.py", "The stream end to end",
      "Replays of 5 s of the clustered stream through the real Pipeline with 50 ms windows, the "
      "shipped light net (the paper net untrained, same cost), a ZeroMQ endpoint with a "
-     "subscriber that reads everything, and the recorder / DV output on or off. Fast: times "
+     "subscriber that reads everything, and the recorder / DV output on or off (a DV client "
+     "reading it: without one the DV output builds nothing). Fast: times "
      "real time (best of 3, the fast cases taking turns; the 128x128 light-net ones replay 10 s "
      "so that the first window and the recorder's last weigh less). Paced: p50 / p99 latency "
      "from a window's end (on the replay's clock) to its publication. Then "
