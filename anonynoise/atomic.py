@@ -21,7 +21,11 @@ _FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp alone gives 06
 
 
 def _reason(error: OSError) -> str:
-    return error.strerror or str(error)
+    if error.strerror:
+        return error.strerror
+    if " requested and " in str(error):  # numpy's tofile: a short write, without an errno
+        return f"a short write ({error}): is the disk full?"
+    return str(error)
 
 
 def refuse_overwriting_input(source: str | os.PathLike, output: str | os.PathLike) -> None:

@@ -173,16 +173,20 @@ except AnonyNoiseError as e:
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="needs RLIMIT_FSIZE and SIGXFSZ")
-def test_a_full_disk_is_an_error_and_keeps_the_old_file(tmp_path):
-    out = tmp_path / "full.aedat4"
+@pytest.mark.parametrize("suffix, reason", [(".aedat4", "File too large"),
+                                            (".npz", "File too large"),
+                                            (".npy", "is the disk full?")])
+def test_a_full_disk_is_an_error_and_keeps_the_old_file(tmp_path, suffix, reason):
+    out = tmp_path / f"full{suffix}"
     old = make_events([0, 5], [0, 1], [0, 1], [0, 1], 64, 48)
     write_events(out, old)
     proc = subprocess.run([sys.executable, "-c", FULL_DISK, str(out)], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 3, proc.stderr
-    assert "cannot write" in proc.stdout and "Traceback" not in proc.stderr
-    assert same_events(read_events(out), old)  # the old file is intact
-    assert [p.name for p in tmp_path.iterdir()] == ["full.aedat4"]  # the partial file is gone
+    assert "cannot write" in proc.stdout and reason in proc.stdout, proc.stdout
+    assert "Traceback" not in proc.stderr
+    assert same_events(read_events(out, (64, 48)), old)  # the old file is intact
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]  # the partial file is gone
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc")
