@@ -4,6 +4,8 @@ defaults (so its README's commands run as written), then ours."""
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
 from train.datasets import DATASETS
 
@@ -55,9 +57,15 @@ def _our_flags(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", default=42, type=int, help="training seed (42, the reference's)")
 
 
+def _prog(module: str) -> str:
+    """The console script's name when run as one, else the reference's `python -m` form."""
+    name = os.path.basename(sys.argv[0])
+    return name if name.startswith("anonynoise-") else f"python -m {module}"
+
+
 def preposttrain_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
-        prog="python -m train.preposttrain_networks",
+        prog=_prog("train.preposttrain_networks"),
         description="Pre-train the target or Re-ID ClassNet on clean data, or post-train an "
                     "attacker behind a frozen anonymizer (optionally with a denoiser).")
     _reference_flags(ap, helper_lr=False)
@@ -76,7 +84,7 @@ def preposttrain_parser() -> argparse.ArgumentParser:
 
 def pipeline_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
-        prog="python -m train.train_pipeline",
+        prog=_prog("train.train_pipeline"),
         description="Train the anonymizer adversarially: keep the task, defeat the Re-ID net.")
     _reference_flags(ap, helper_lr=True)
     _our_flags(ap)

@@ -24,7 +24,7 @@ def main(argv=None) -> int:
 
 
 def console() -> int:
-    return run(main, prog="anonynoise-preposttrain")
+    return run(main, prog="anonynoise-preposttrain-networks")
 
 
 if __name__ == "__main__":
