@@ -23,7 +23,6 @@ import numpy as np
 from anonynoise.atomic import atomic_output, move_into_place, temporary_beside
 from anonynoise.errors import AnonyNoiseError, first_line
 from anonynoise.events import (
-    DVS_GESTURE_SENSOR,
     PACKED_DTYPE,
     EventBatch,
     concatenate,

@@ -25,6 +25,9 @@ PROTOCOL = "anonynoise-stream"
 VERSION = 1
 WINDOW_TOPIC = b"window"
 STATUS_TOPIC = b"status"
+EVENT_DTYPE = PACKED_DTYPE  # t <i8, x <i2, y <i2, p u1: 13 bytes per event, no padding
+
+
 def check_address(address: str) -> str:
     """The address, or a one-line AnonyNoiseError for a tcp:// one without a usable port:
     ZeroMQ would take port 99999 modulo 65536 and listen (or connect) somewhere else."""
@@ -34,9 +37,6 @@ def check_address(address: str) -> str:
             raise AnonyNoiseError(f"{address}: the port must be 1 to 65535 (or * for any free "
                                   "one), as in tcp://127.0.0.1:5555")
     return address
-
-
-EVENT_DTYPE = PACKED_DTYPE  # t <i8, x <i2, y <i2, p u1: 13 bytes per event, no padding
 
 
 class ProtocolError(AnonyNoiseError):
