@@ -38,7 +38,8 @@ from anonynoise.models import ClassNet  # noqa: E402
 from anonynoise.models.denoise import DenoiseNet  # noqa: E402
 from anonynoise.models.noise import LightAnonNet  # noqa: E402
 from train.classify import denoiser_input, denoiser_layout  # noqa: E402
-from train.clips import anonymized_clips, compose_clips, stream_windows, study_generators  # noqa: E402,E501
+from train.clips import (anonymized_clips, compose_clips, flat_windows, stream_windows,  # noqa: E402
+                         study_generators)
 
 CPU = torch.device("cpu")
 
@@ -63,8 +64,7 @@ def plain_anonymizer_step(anon, windows, backward=True):
 
 def our_anonymizer_step(anon, windows, generators):
     n, w = windows.shape[:2]
-    flat = windows.float().reshape(n * w, *windows.shape[2:]).contiguous(
-        memory_format=torch.channels_last)
+    flat = flat_windows(windows.float())
     raw = anon(flat, generator=generators)
     seen = stream_windows(raw, flat, straight_through=True, generator=generators)
     clip = compose_clips(seen.reshape(n, w, *seen.shape[1:]))

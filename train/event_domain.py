@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
-from anonynoise.models.noise import fill_uniform
+from anonynoise.models.noise import empty_dense_like, fill_uniform
 
 
 def event_round_trip(x: torch.Tensor,
@@ -26,7 +26,7 @@ def event_round_trip(x: torch.Tensor,
         v = x.detach().clamp(min=0)
         floor = v.floor()
         frac = v.sub_(floor)  # in place: v is ours
-        u = fill_uniform(torch.empty_like(v), generator)  # v's layout: one pass below
+        u = fill_uniform(empty_dense_like(v), generator)  # v's layout: one pass below
         # u < frac, not floor(v + u): the sum's float rounding could lift an exact count
         return floor.add_(u.lt_(frac))
 

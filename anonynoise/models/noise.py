@@ -73,6 +73,16 @@ def fill_parallel(out: torch.Tensor, draw,
     return out
 
 
+def empty_dense_like(x: torch.Tensor) -> torch.Tensor:
+    """An empty tensor of x's shape, dtype and device that fill_parallel can fill: in x's
+    channels-last layout when x has it (what follows then reads both alike), else
+    contiguous."""
+    channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(
+        memory_format=torch.channels_last)
+    return torch.empty_like(x, memory_format=torch.channels_last if channels_last
+                            else torch.contiguous_format)
+
+
 def fill_normal(out: torch.Tensor, std: float,
                 generator: torch.Generator | Sequence[torch.Generator] | None) -> torch.Tensor:
     """Fill dense `out` with N(0, std^2), in parallel with several generators."""
@@ -143,15 +153,7 @@ class NoiseAnonNet(nn.Module):
                    generator: torch.Generator | Sequence[torch.Generator] | None = None):
         """N(0, noise_std^2) of x's shape, device and memory format (one pass, no rescale);
         several generators draw parts of a large tensor in parallel (fill_normal)."""
-        if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(
-                memory_format=torch.channels_last):
-            # normal_ is only fast on contiguous memory: fill NHWC, view it as NCHW
-            # channels_last (the draws are i.i.d., so the layout changes nothing else).
-            n, c, h, w = x.shape
-            nhwc = torch.empty((n, h, w, c), dtype=x.dtype, device=x.device)
-            return fill_normal(nhwc, self.noise_std, generator).permute(0, 3, 1, 2)
-        return fill_normal(torch.empty_like(x, memory_format=torch.contiguous_format),
-                           self.noise_std, generator)
+        return fill_normal(empty_dense_like(x), self.noise_std, generator)
 
     def noise_and_maps(self, x: torch.Tensor, noise: torch.Tensor | None = None,
                        generator: torch.Generator | Sequence[torch.Generator] | None = None
