@@ -66,6 +66,11 @@ def add_filter_arguments(ap: argparse.ArgumentParser) -> None:
                    default=None, metavar="SECONDS",
                    help=f"a new random warp every this many seconds (default "
                         f"{d.warp_period_s:g}; with --filters model, the model's)")
+    g.add_argument("--refractory-ms", type=bounded(float, 0.001, 60_000, "--refractory-ms"),
+                   default=None, metavar="MS",
+                   help=f"refractory's period: a pixel and polarity keeps at most one event in "
+                        f"this many ms (default {d.refractory_ms:g}; with --filters model, "
+                        "the model's)")
 
 
 def filter_config(args):
@@ -75,9 +80,11 @@ def filter_config(args):
     from anonynoise.filters import FilterConfig, ModelFilters
 
     if args.filters == MODEL_FILTERS:
-        return ModelFilters(block=args.jitter_block, warp_period_s=args.warp_period)
+        return ModelFilters(block=args.jitter_block, warp_period_s=args.warp_period,
+                            refractory_ms=args.refractory_ms)
     given = {k: v for k, v in (("block", args.jitter_block),
-                               ("warp_period_s", args.warp_period)) if v is not None}
+                               ("warp_period_s", args.warp_period),
+                               ("refractory_ms", args.refractory_ms)) if v is not None}
     try:
         config = FilterConfig(args.filters, **given).check()
     except AnonyNoiseError as e:  # the library's list lacks the command line's own choice

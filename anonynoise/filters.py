@@ -6,6 +6,10 @@ anonymizer's net.
             body proportions and shape change, and no two periods share them
     slots   the first event of each pixel and polarity in each time bin of the window, the
             rest dropped: how many events an edge makes (contrast, texture) is gone
+    refractory
+            an event kept only if its pixel and polarity kept none in the last `refractory_ms`,
+            across windows: the count cue gone over a span as long as a consumer's clip bin,
+            which the window's own slots (10 ms) cannot reach
     jitter  each event moved to a random pixel of its block x block tile: detail below the
             block size (a face, hair) is gone, a limb's motion is not
 
@@ -34,7 +38,7 @@ from anonynoise.events import EventBatch, empty_events
 from anonynoise.represent import bin_edges
 from anonynoise.rng import rng_state, uniform
 
-FILTER_STEPS = ("warp", "slots", "jitter")
+FILTER_STEPS = ("warp", "slots", "refractory", "jitter")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -58,6 +62,23 @@ def _first_per_slot(t, x, y, p, edges, width, height):
                 stamp[j] = k + 1
                 to[m], xo[m], yo[m], po[m] = t[i], x[i], y[i], p[i]
                 m += 1
+    return to, xo, yo, po, m
+
+
+@numba.njit(cache=True, nogil=True)
+def _refractory(t, x, y, p, last, period, width, height):
+    """Events whose pixel and polarity kept none in the `period` before them (last: the time
+    of each one's last kept event, updated in place), compacted: (t, x, y, p, count)."""
+    n = t.shape[0]
+    to, xo, yo, po = np.empty(n, np.int64), np.empty(n, np.int16), np.empty(n, np.int16), \
+        np.empty(n, np.uint8)
+    m = 0
+    for i in range(n):
+        j = (np.int64(p[i]) * height + np.int64(y[i])) * width + np.int64(x[i])
+        if t[i] - last[j] >= period:
+            last[j] = t[i]
+            to[m], xo[m], yo[m], po[m] = t[i], x[i], y[i], p[i]
+            m += 1
     return to, xo, yo, po, m
 
 
@@ -112,6 +133,22 @@ def first_event_per_slot(events: EventBatch, t_start: int, t_end: int, slots: in
                                   events.width, events.height), events)
 
 
+def never_fired(width: int, height: int) -> np.ndarray:
+    """A refractory state in which no pixel has fired (see refractory_events)."""
+    return np.full(2 * height * width, np.iinfo(np.int64).min // 2, np.int64)
+
+
+def refractory_events(events: EventBatch, period_us: int, last: np.ndarray) -> EventBatch:
+    """Events whose pixel and polarity kept none in the `period_us` before them; `last` (from
+    never_fired, one per sensor and stream) carries what fired across calls and is updated.
+    Time order is kept."""
+    if last.shape != (2 * events.height * events.width,) or last.dtype != np.int64:
+        raise AnonyNoiseError(f"a refractory state of {last.shape[0]} pixels does not fit a "
+                              f"{events.width}x{events.height} sensor")
+    return _batch(_refractory(events.t, events.x, events.y, events.p, last, int(period_us),
+                              events.width, events.height), events)
+
+
 def block_jitter(events: EventBatch, block: int, state: np.ndarray) -> EventBatch:
     """Each event moved to a random pixel of its block x block tile; time order is kept."""
     x, y = _jitter(events.x, events.y, int(block), events.width, events.height, state)
@@ -163,6 +200,7 @@ class FilterConfig:
     warp_displacement: float = 0.15
     warp_grid: int = 3
     warp_period_s: float = 60.0  # a new warp every period, on event time
+    refractory_ms: float = 600.0  # one clip bin of a consumer's 3 s clip in 5 bins
 
     @property
     def steps(self) -> tuple[str, ...]:
@@ -186,6 +224,9 @@ class FilterConfig:
             raise AnonyNoiseError(f"the warp grid must be 2 to 16, got {self.warp_grid}")
         if not self.warp_period_s > 0:
             raise AnonyNoiseError(f"the warp period must be positive, got {self.warp_period_s}")
+        if not 0.001 <= self.refractory_ms <= 60_000:
+            raise AnonyNoiseError("the refractory period must be 0.001 to 60000 ms, got "
+                                  f"{self.refractory_ms}")
         return self
 
     def describe(self) -> dict:
@@ -195,17 +236,20 @@ class FilterConfig:
 
     def _used(self, key: str) -> bool:
         return ("jitter" in self.steps) if key == "block" else \
-            ("warp" in self.steps) if key.startswith("warp") else True
+            ("warp" in self.steps) if key.startswith("warp") else \
+            ("refractory" in self.steps) if key.startswith("refractory") else True
 
 
 @dataclass(frozen=True)
 class ModelFilters:
     """The filters an anonymizer checkpoint was trained behind (train.privacy_report --filters
-    records them in its training metadata; none where it records none), with the jitter block
-    and the warp period overridden where given: `--filters model`, the commands' default."""
+    records them in its training metadata; none where it records none), with the jitter block,
+    the warp period and the refractory period overridden where given: `--filters model`, the
+    commands' default."""
 
     block: int | None = None
     warp_period_s: float | None = None
+    refractory_ms: float | None = None
 
     def resolve(self, training: dict | None) -> FilterConfig | None:
         """The FilterConfig to run (None: no filters) for a checkpoint's training metadata."""
@@ -216,6 +260,8 @@ class ModelFilters:
             fields["block"] = self.block
         if self.warp_period_s is not None:
             fields["warp_period_s"] = self.warp_period_s
+        if self.refractory_ms is not None:
+            fields["refractory_ms"] = self.refractory_ms
         config = FilterConfig(**fields).check()
         return config if config.steps else None
 
@@ -236,6 +282,9 @@ class PrivacyFilter:
         self._warp_from: int | None = None
         self._warp_until: int | None = None
         self.warps = 0  # warps drawn so far
+        self._last: np.ndarray | None = None  # refractory: each pixel's last kept event
+        self._last_size: tuple[int, int] | None = None
+        self._until = 0  # the end of the last window seen
 
     def _state(self) -> np.ndarray:
         self._draws += 1
@@ -255,14 +304,26 @@ class PrivacyFilter:
             self.warps += 1
         return self._warp
 
+    def _refractory_state(self, width: int, height: int, t_start: int) -> np.ndarray:
+        if (self._last is None or self._last_size != (width, height)
+                or t_start < self._until):  # another sensor, or time went back: anew
+            self._last = never_fired(width, height)
+            self._last_size = (width, height)
+        return self._last
+
     def __call__(self, events: EventBatch, t_start: int, t_end: int, bins: int) -> EventBatch:
         """The filtered events of the window [t_start, t_end) of `bins` time bins."""
+        if "refractory" in self.config.steps:
+            last = self._refractory_state(events.width, events.height, t_start)
+            self._until = int(t_end)
         for step in self.config.steps:
             if step == "warp":
                 map_x, map_y = self._current_warp(events.width, events.height, t_start)
                 events = warp_events(events, map_x, map_y, self._state())
             elif step == "slots":
                 events = first_event_per_slot(events, t_start, t_end, bins)
+            elif step == "refractory":
+                events = refractory_events(events, round(self.config.refractory_ms * 1000), last)
             else:
                 events = block_jitter(events, self.config.block, self._state())
         return events
@@ -271,4 +332,4 @@ class PrivacyFilter:
 def warm_up() -> None:
     """Compile (or load from the cache) every kernel here, before the live path needs it."""
     events = empty_events(4, 4)
-    PrivacyFilter(FilterConfig("warp+slots+jitter", block=2), seed=0)(events, 0, 10, 5)
+    PrivacyFilter(FilterConfig("warp+slots+refractory+jitter", block=2), seed=0)(events, 0, 10, 5)

@@ -30,7 +30,7 @@ Transforms, joined by "+" and applied left to right, each on a whole clip (slots
            resampling, the clip's event count kept
 
     stream:SPEC  the stream's own privacy filters (anonynoise.filters, SPEC of warp, slots,
-           jitter joined by '+') run on each recording as the stream runs them: window by
+           refractory, jitter joined by '+'; refractory's period `--refractory-ms`) run on each recording as the stream runs them: window by
            window (`--window-ms`, 5 bins each), the warp held for the recording (the stream's
            default period is longer than a recording), jitter's block `--pool`; the clip is
            binned from the filtered events
@@ -166,6 +166,7 @@ class ClipTransform:
 
     window_ms: float = 50.0
     net: str | None = None  # the anonymizer checkpoint of net:SPEC (None: the shipped one)
+    refractory_ms: float = 600.0
 
     @property
     def uses_net(self) -> bool:
@@ -180,7 +181,7 @@ class ClipTransform:
         return FilterConfig(self.spec.removeprefix(prefix), block=self.pool,
                             warp_scale=self.warp_scale,
                             warp_displacement=self.warp_displacement, warp_grid=self.warp_grid,
-                            warp_period_s=3600.0)
+                            warp_period_s=3600.0, refractory_ms=self.refractory_ms)
 
     @property
     def steps(self) -> tuple[str, ...]:
@@ -312,13 +313,16 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--transforms", nargs="+", default=list(DEFAULT_TRANSFORMS),
                     help="chains of slots, pool, bin, warp joined by '+', none, stream:SPEC "
-                         "(the stream's privacy filters: warp, slots, jitter joined by '+') or "
+                         "(the stream's privacy filters: warp, slots, refractory, jitter joined "
+                         "by '+') or "
                          "net:SPEC (the stream's anonymizer behind those filters; net:none)")
     ap.add_argument("--pool", type=int, default=4, help="block size of pool")
     ap.add_argument("--warp-scale", type=float, default=0.25)
     ap.add_argument("--warp-displacement", type=float, default=0.15)
     ap.add_argument("--warp-grid", type=int, default=3)
     ap.add_argument("--slot-ms", type=float, default=10.0, help="slot length of slots")
+    ap.add_argument("--refractory-ms", type=float, default=600.0,
+                    help="the refractory filter's period in stream:SPEC and net:SPEC")
     ap.add_argument("--window-ms", type=float, default=50.0,
                     help="the stream's window for stream:SPEC and net:SPEC (5 bins each)")
     ap.add_argument("--net", default=None,
@@ -352,7 +356,8 @@ def main(argv=None) -> int:
     if args.draws < 1:
         raise AnonyNoiseError(f"--draws must be at least 1, got {args.draws}")
     transforms = [ClipTransform(spec, args.pool, args.warp_scale, args.warp_displacement,
-                                args.warp_grid, args.slot_ms, args.window_ms, args.net)
+                                args.warp_grid, args.slot_ms, args.window_ms, args.net,
+                                args.refractory_ms)
                   for spec in dict.fromkeys(args.transforms)]
     for t in transforms:
         t.check(args.size)

@@ -82,10 +82,12 @@ class StudyConfig:
     # a period longer than a recording) and each of the `draws` training copies its own
     filters: str = "none"
     filter_block: int = 4       # jitter's tile, in pixels
+    filter_refractory_ms: float = 600.0
 
     @property
     def filter_config(self) -> FilterConfig | None:
-        config = FilterConfig(self.filters, block=self.filter_block).check()
+        config = FilterConfig(self.filters, block=self.filter_block,
+                              refractory_ms=self.filter_refractory_ms).check()
         return config if config.steps else None
 
     @property

@@ -12,7 +12,8 @@ from anonynoise.errors import AnonyNoiseError
 from anonynoise.events import make_events
 from anonynoise.examples import clustered_stream
 from anonynoise.filters import (FilterConfig, ModelFilters, PrivacyFilter, block_jitter,
-                                first_event_per_slot, smooth_warp_map, warp_events)
+                                first_event_per_slot, never_fired, refractory_events,
+                                smooth_warp_map, warp_events)
 from anonynoise.models import LightAnonNet
 from anonynoise.rng import rng_state
 
@@ -43,6 +44,47 @@ def test_slots_match_a_brute_force_reference(stream):
     assert 0 < len(out) < len(stream)
     counts = represent.events_to_counts(out, 0, WINDOW, 5)
     assert counts.max() == 1 and counts.sum() == len(out)
+
+
+def test_refractory_keeps_one_event_per_pixel_and_polarity_per_period_across_calls():
+    # period 10: pixel (1, 1) ON fires at 0, 5, 9, 10, 19, 25; OFF at 5; pixel (2, 0) ON at 9
+    ev = make_events(t=[0, 5, 5, 9, 9, 10, 19, 25], x=[1, 1, 1, 1, 2, 1, 1, 1],
+                     y=[1, 1, 1, 1, 0, 1, 1, 1], p=[1, 1, 0, 1, 1, 1, 1, 1], width=4, height=2)
+    last = never_fired(4, 2)
+    out = refractory_events(ev, 10, last)
+    assert out.t.tolist() == [0, 5, 9, 10, 25] and out.p.tolist() == [1, 0, 1, 1, 1]
+    assert out.x.tolist() == [1, 1, 2, 1, 1]
+    # the state carries into the next call (the next window): 30 is 5 after 25
+    later = make_events(t=[30, 36], x=[1, 1], y=[1, 1], p=[1, 1], width=4, height=2)
+    assert refractory_events(later, 10, last).t.tolist() == [36]
+    with pytest.raises(AnonyNoiseError, match="does not fit"):
+        refractory_events(later, 10, never_fired(8, 2))
+
+
+def test_refractory_matches_a_brute_force_reference_and_thins_a_stream(stream):
+    out = refractory_events(stream, 2_000, never_fired(64, 48))
+    last, keep = {}, []
+    for i, (t, x, y, p) in enumerate(zip(stream.t.tolist(), stream.x.tolist(),
+                                         stream.y.tolist(), stream.p.tolist())):
+        if t - last.get((x, y, p), -10**12) >= 2_000:
+            last[(x, y, p)] = t
+            keep.append(i)
+    assert np.array_equal(out.t, stream.t[keep]) and np.array_equal(out.y, stream.y[keep])
+    assert 0 < len(out) < 0.9 * len(stream)
+
+
+def test_the_refractory_state_spans_windows_and_starts_anew_when_time_goes_back():
+    f = PrivacyFilter(FilterConfig("refractory", refractory_ms=0.1))  # 100 µs
+    one = make_events(t=[10], x=[3], y=[2], p=[1], width=8, height=4)
+    assert len(f(one, 0, 50, 5)) == 1
+    again = make_events(t=[60], x=[3], y=[2], p=[1], width=8, height=4)
+    assert len(f(again, 50, 100, 5)) == 0  # 50 µs after the kept one, in the next window
+    assert len(f(one, 0, 50, 5)) == 1  # a looped replay: forgotten, not refused for ever
+    assert len(f(again, 50, 100, 5)) == 0
+    # another sensor of as many pixels, its (3, 4) at the index of the other's (3, 2): 95 µs
+    # after that one's kept event, yet kept: a state of its own
+    other = make_events(t=[105], x=[3], y=[4], p=[1], width=4, height=8)
+    assert len(f(other, 100, 150, 5)) == 1
 
 
 def test_jitter_moves_each_event_within_its_block_only(stream):
@@ -114,6 +156,7 @@ def test_unseeded_filters_draw_from_os_entropy_and_seeded_ones_repeat(stream):
     (FilterConfig("jitter", block=1), "jitter block must be 2 to 64"),
     (FilterConfig("warp", warp_period_s=0), "warp period must be positive"),
     (FilterConfig("warp", warp_scale=3), "warp scale"),
+    (FilterConfig("refractory", refractory_ms=0), "refractory period must be 0.001 to 60000"),
 ])
 def test_bad_configurations_are_one_line_errors(config, fragment):
     with pytest.raises(AnonyNoiseError, match=fragment):
@@ -124,6 +167,9 @@ def test_describe_names_what_runs_and_no_random_state():
     assert FilterConfig("slots").describe() == {"spec": "slots"}
     d = FilterConfig("warp+jitter", block=6).describe()
     assert d["block"] == 6 and d["warp_period_s"] == 60.0 and "seed" not in d
+    assert "refractory_ms" not in d
+    assert FilterConfig("refractory", refractory_ms=300).describe() == \
+        {"spec": "refractory", "refractory_ms": 300}
 
 
 @pytest.fixture(scope="module")
@@ -186,9 +232,10 @@ def test_model_filters_are_those_the_checkpoint_records(checkpoint, tmp_path):
     got = Anonymizer(path, "cpu", filters=ModelFilters()).filters
     assert (got.spec, got.block, got.warp_scale, got.warp_period_s) == \
         ("warp+jitter", 8, 0.1, 60.0)
-    got = Anonymizer(path, "cpu", filters=ModelFilters(block=2, warp_period_s=5.0)).filters
-    assert (got.spec, got.block, got.warp_scale, got.warp_period_s) == \
-        ("warp+jitter", 2, 0.1, 5.0)
+    got = Anonymizer(path, "cpu", filters=ModelFilters(block=2, warp_period_s=5.0,
+                                                       refractory_ms=80.0)).filters
+    assert (got.spec, got.block, got.warp_scale, got.warp_period_s, got.refractory_ms) == \
+        ("warp+jitter", 2, 0.1, 5.0, 80.0)
     assert Anonymizer(checkpoint, "cpu", filters=ModelFilters(block=2)).filters is None
     assert ModelFilters().resolve({"filters": {"spec": "none"}}) is None
     assert ModelFilters().resolve(None) is None

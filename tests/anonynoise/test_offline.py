@@ -61,6 +61,18 @@ def test_filters_on_the_command_line(real_file, model, tmp_path, capsys):
                  "--filters", "warp+slots+jitter", "--jitter-block", "8"]) == 0
     assert "anonymized events from 111,954 in 12 windows (0 dropped" in capsys.readouterr().out
     assert len(read_events(out, (320, 240))) > 0
+    thin = tmp_path / "r.npy"
+    assert main(["anonymize", src, str(thin), "--model", "none", "--filters",
+                 "refractory+jitter", "--refractory-ms", "600"]) == 0
+    # under a second of events: each pixel and polarity keeps at most 2, and jitter moves
+    # them within their 4 x 4 tile, so no tile and polarity has more than 2 x 16
+    def tile_counts(events):
+        key = (events.p.astype(np.int64) * 60 + events.y // 4) * 80 + events.x // 4
+        return np.bincount(key)
+
+    got = read_events(thin, (320, 240))
+    assert 0 < len(got) < 111_954 and tile_counts(got).max() <= 32
+    assert tile_counts(read_events(src, (320, 240))).max() > 32
     bad = tmp_path / "g.npy"
     assert main(["anonymize", src, str(bad), "--model", str(model), "--filters", "blur"]) == 2
     assert "unknown privacy filter 'blur'" in capsys.readouterr().err

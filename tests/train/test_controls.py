@@ -73,6 +73,8 @@ def test_stream_transforms_run_the_stream_filters_window_by_window():
     assert t.on_events and t.random and t.events_random and t.steps == ()
     assert t.stream.spec == "slots+jitter" and t.stream.block == 4
     assert not ClipTransform("stream:slots").events_random
+    thin = ClipTransform("stream:refractory+jitter", refractory_ms=300.0).stream
+    assert thin.refractory_ms == 300.0 and thin.steps == ("refractory", "jitter")
     ev = clustered_stream(32, 32, duration_s=0.3, rate=3e5, seed=1)
     out = stream_filtered(ev, t.stream, 50_000, 5, seed=9)
     # the same as the stream's filter on each of the stream's windows

@@ -210,6 +210,7 @@ def test_the_confusion_push_trains_the_anonymizer_on_the_adversarys_posterior():
     (["--bound-dual-lr", "0.1"], "--bound-dual-lr needs --target-ce-bound"),
     (["--filters", "warp+blur"], "unknown privacy filter 'blur'"),
     (["--filters", "jitter", "--jitter-block", "1"], "the jitter block must be 2 to 64"),
+    (["--filters", "refractory", "--refractory-ms", "0"], "refractory period must be 0.001"),
 ])
 def test_privacy_report_refuses_bad_pipeline_flags(tmp_path, flags, message):
     from anonynoise.errors import AnonyNoiseError
