@@ -35,8 +35,11 @@ log = logging.getLogger(__name__)
 
 # Mean |max(anonymized, 0) - input| (what the sampler sees) relative to the mean input on the
 # calibration window, below which a net counts as near-identity: its output would be the raw
-# events again (fail open).
+# events again (fail open), unless a filter in front moves every event (see below).
 MIN_NOISE_STRENGTH = 0.05
+
+# A filter that moves events; without one every kept event would leave at its own pixel.
+MOVING_FILTERS = ("warp", "jitter")
 
 
 class AnonymizationRefused(AnonyNoiseError):
@@ -117,8 +120,8 @@ class Anonymizer:
     trained behind privacy filters without them.
     max_event_ratio: each window sends at most this many events per input event (None: no
     cap; see cap_event_rate). filters: privacy filters run on each window's events before the
-    net (see filters.py; ModelFilters: those the checkpoint was trained behind); their failure
-    refuses the window like the net's.
+    net (see filters.py; ModelFilters, the default: those the checkpoint was trained behind;
+    None: none); their failure refuses the window like the net's.
     """
 
     def __init__(self, checkpoint: str | os.PathLike | Checkpoint, device: str = "auto", *,
@@ -126,7 +129,7 @@ class Anonymizer:
                  seed: int | None = None, allow_weak: bool = False,
                  max_events: int = represent.DEFAULT_MAX_EVENTS,
                  max_event_ratio: float | None = DEFAULT_MAX_EVENT_RATIO,
-                 filters: FilterConfig | ModelFilters | None = None):
+                 filters: FilterConfig | ModelFilters | None = ModelFilters()):
         ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else \
             load_checkpoint(Path(checkpoint), ANONYMIZER_KINDS)
         if ckpt.kind not in ANONYMIZER_KINDS:
@@ -168,7 +171,10 @@ class Anonymizer:
         if self._filter is not None:
             warm_up_filters()
         self.noise_strength = self._calibrate()
-        if self.noise_strength < MIN_NOISE_STRENGTH and not allow_weak:
+        # behind a filter that moves events a weak net is no weaker than the filters alone,
+        # which run without a net (FilterAnonymizer) as well: its output is not the raw events
+        moved = self.filters is not None and bool(set(MOVING_FILTERS) & set(self.filters.steps))
+        if self.noise_strength < MIN_NOISE_STRENGTH and not moved and not allow_weak:
             raise CheckpointError(
                 f"{ckpt.source}: refused: its noise on a calibration window is "
                 f"{self.noise_strength:.1%} of the signal (below {MIN_NOISE_STRENGTH:.0%}), so "
@@ -285,10 +291,6 @@ class Anonymizer:
             self.windows, self.refused = 0, 0
         change = np.abs(np.maximum(tensor, 0.0) - counts).mean()
         return float(change / max(counts.mean(), 1e-12))
-
-
-# A filter that moves events; without one every kept event would leave at its own pixel.
-MOVING_FILTERS = ("warp", "jitter")
 
 
 class FilterAnonymizer(Anonymizer):

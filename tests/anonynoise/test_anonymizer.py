@@ -93,6 +93,13 @@ def test_near_identity_checkpoint_is_refused_unless_forced(tmp_path, window):
         Anonymizer(path, "cpu")
     anon = Anonymizer(path, "cpu", allow_weak=True)
     assert anon.noise_strength == 0.0
+    # behind filters that move every event its output is not the raw events: accepted, as the
+    # filters alone are; behind slots alone (events kept where they were) it is not
+    from anonynoise.filters import FilterConfig
+
+    assert Anonymizer(path, "cpu", filters=FilterConfig("warp+jitter")).noise_strength == 0.0
+    with pytest.raises(CheckpointError, match="close to the raw events"):
+        Anonymizer(path, "cpu", filters=FilterConfig("slots+refractory"))
 
 
 def test_checkpoint_kind_and_representation_are_checked(tmp_path):

@@ -217,7 +217,12 @@ def test_a_net_trained_behind_filters_is_refused_without_them(tmp_path):
             Anonymizer(path, "cpu", filters=filters)
     assert Anonymizer(path, "cpu", filters=FilterConfig("warp+jitter")).filters.spec == \
         "warp+jitter"
-    assert Anonymizer(path, "cpu", allow_weak=True).filters is None
+    assert Anonymizer(path, "cpu", filters=None, allow_weak=True).filters is None
+    # the library's default, as the commands': the filters it was trained behind
+    assert Anonymizer(path, "cpu").filters.describe() == {"spec": "warp+jitter", "block": 4,
+                                                          "warp_scale": 0.25,
+                                                          "warp_displacement": 0.15,
+                                                          "warp_grid": 3, "warp_period_s": 60.0}
 
 
 def test_model_filters_are_those_the_checkpoint_records(checkpoint, tmp_path):
