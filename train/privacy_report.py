@@ -312,6 +312,9 @@ def write_report(path: Path, plot: Path, config: StudyConfig, results: list[dict
     else:
         lines.append("| event rate, real recordings | not measured (../shared/data/real absent "
                      "or no shipped model) | |")
+    if "CPU" in device:  # the bar is this report's cost on a CPU; a GPU run is not timed
+        lines.append(f"| the whole report <= 30 minutes on this CPU | {seconds / 60:.1f} "
+                     f"minutes | {'yes' if seconds <= 30 * 60 else 'no'} |")
     lines += ["", "## Temporal averaging", ""]
     if all("averaging" in r for r in rows):
         averaged = list(rows[0]["averaging"])

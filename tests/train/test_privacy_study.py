@@ -270,6 +270,8 @@ def test_privacy_report_tiny_end_to_end(tmp_path):
                 "gesture top-1 (the better target net post-trained on anonymized clips, "
                 "without or with a denoiser) within 10 points"):
         assert row in text
+    minutes = json.loads((data / "results.json").read_text())["seconds"] / 60
+    assert f"| the whole report <= 30 minutes on this CPU | {minutes:.1f} minutes | yes |" in text
     assert out.with_suffix(".png").stat().st_size > 10_000
     saved = json.loads((data / "results.json").read_text())
     assert len(saved["results"][0]["weights"]["1.0"]["attackers"]) == 6
