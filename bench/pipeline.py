@@ -14,8 +14,8 @@ clock) to its publication, and whether windows were dropped.
 
 Targets (issue 6, this 2-core CPU): fast replay of 1 M ev/s at 128x128 with the light net
 >= 5x real time; paced p99 <= 20 ms; at 346x260 and 2 M ev/s paced replay keeps up.
-The light net is the shipped default model (anonynoise/models/default_anonymizer.pt); the
-paper net is untrained with its output bias set to half a count (speed does not depend on the
+The light net is the shipped default model (anonynoise/models/default_anonymizer.pt), behind
+the privacy filters it was trained behind (as the stream runs it); the paper net is untrained with its output bias set to half a count (speed does not depend on the
 weights; the number of output events does, and the runtime caps it at 2.9 per input event).
 The paper net's rows replay 1 s: it is far from real time on a CPU.
 """

@@ -37,10 +37,11 @@ SECTIONS = [
     ("filters.py", "Privacy filters",
      "The stream's privacy filters (`--filters`, `anonynoise/filters.py`) on the clustered "
      "stream's 50 ms windows (100k events each), one core, the tools taking turns in 3 "
-     "rounds. No peer does what they do, so each is set beside the nearest job: slots (one "
-     "event per pixel, polarity and 10 ms slot) beside tonic's `RefractoryPeriod` (a Python "
-     "loop, timed on 3 windows) and dv-processing's `BackgroundActivityNoiseFilter` (a "
-     "per-pixel timestamp test too); jitter (a random pixel of the 4x4 block) beside tonic's "
+     "rounds. No peer does what they do, so each is set beside the nearest job: refractory "
+     "(one event per pixel and polarity in 10 ms, its state carried across windows) beside "
+     "tonic's `RefractoryPeriod` (per window; a Python loop, timed on 3 windows); slots (one "
+     "event per pixel, polarity and 10 ms slot) beside dv-processing's "
+     "`BackgroundActivityNoiseFilter` (a per-pixel timestamp test too); jitter (a random pixel of the 4x4 block) beside tonic's "
      "`SpatialJitter` (Gaussian of the same variance). The warp and the whole chain have no "
      "peer: their share of the window's 50 ms is what counts."),
     ("io.py", "Reading .aedat4",
@@ -63,7 +64,8 @@ SECTIONS = [
      "the best of 3 rounds taken in turns."),
     ("pipeline.py", "The stream end to end",
      "Replays of 5 s of the clustered stream through the real Pipeline with 50 ms windows, the "
-     "shipped light net (the paper net untrained, same cost), a ZeroMQ endpoint with a "
+     "shipped light net behind the privacy filters it was trained behind (the paper net "
+     "untrained and without filters, same net cost), a ZeroMQ endpoint with a "
      "subscriber that reads everything, and the recorder / DV output on or off (a DV client "
      "reading it: without one the DV output builds nothing). Fast: times "
      "real time (best of 3, the fast cases taking turns; the 128x128 light-net ones replay 10 s "

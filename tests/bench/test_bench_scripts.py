@@ -28,7 +28,8 @@ def test_filters_benchmark_runs_and_sets_each_filter_beside_its_peers():
     for size in ("128x128", "346x260", "640x480"):
         rows = [r.split("|") for r in proc.stdout.splitlines() if r.startswith(size)]
         tools = [r[2].strip() for r in rows]
-        assert tools == ["ours slots", "tonic RefractoryPeriod", "dv BackgroundActivity",
+        assert tools == ["ours refractory", "ours slots", "tonic RefractoryPeriod",
+                         "dv BackgroundActivity",
                          "ours jitter", "tonic SpatialJitter", "ours warp", "ours"], proc.stdout
         compared = [r[2].strip() for r in rows if re.search(r"ours [\d.]+x", r[-1])]
         assert compared == ["tonic RefractoryPeriod", "dv BackgroundActivity",

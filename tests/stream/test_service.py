@@ -352,7 +352,8 @@ def test_bad_input_is_one_line(tmp_path, checkpoint, real_file):
           f"tcp://127.0.0.1:{port}"], "cannot publish"),
         (["--camera", "--model", str(checkpoint)], "camera"),
         (["--replay", face, "--model", str(checkpoint), "--filters", "warp+blur"],
-         "unknown privacy filter 'blur' in 'warp+blur' (filters: warp, slots, jitter, joined "
+         "unknown privacy filter 'blur' in 'warp+blur' (filters: warp, slots, refractory, "
+         "jitter, joined "
          "by '+'; or none, or model"),
         (["--replay", face, "--model", str(checkpoint), "--publish", "tcp://127.0.0.1:99999"],
          "the port must be 1 to 65535"),
