@@ -30,10 +30,10 @@ Transforms, joined by "+" and applied left to right, each on a whole clip (slots
            resampling, the clip's event count kept
 
     stream:SPEC  the stream's own privacy filters (anonynoise.filters, SPEC of warp, slots,
-           refractory, jitter joined by '+'; refractory's period `--refractory-ms`) run on each recording as the stream runs them: window by
-           window (`--window-ms`, 5 bins each), the warp held for the recording (the stream's
-           default period is longer than a recording), jitter's block `--pool`; the clip is
-           binned from the filtered events
+           refractory, jitter joined by '+') run on each recording as the stream runs them:
+           window by window (`--window-ms`, 5 bins each), the warp held for the recording (the
+           stream's default period is longer than a recording), jitter's block `--pool`,
+           refractory's period `--refractory-ms`; the clip is binned from the filtered events
     net:SPEC   the stream's whole anonymizer (`--net`, default the shipped one) behind the
            filters SPEC (none: the net alone), window by window as above, each recording a
            new stream: the net's noise fresh in every window, events sampled back
