@@ -25,7 +25,7 @@ from anonynoise import represent
 from anonynoise.checkpoint import Checkpoint, CheckpointError, Representation, load_checkpoint
 from anonynoise.errors import AnonyNoiseError
 from anonynoise.events import EventBatch
-from anonynoise.filters import FilterConfig, ModelFilters, PrivacyFilter
+from anonynoise.filters import MOVING_STEPS, FilterConfig, ModelFilters, PrivacyFilter
 from anonynoise.filters import warm_up as warm_up_filters
 from anonynoise.fused import anonymized_output
 from anonynoise.models import ANONYMIZER_KINDS
@@ -37,9 +37,6 @@ log = logging.getLogger(__name__)
 # calibration window, below which a net counts as near-identity: its output would be the raw
 # events again (fail open), unless a filter in front moves every event (see below).
 MIN_NOISE_STRENGTH = 0.05
-
-# A filter that moves events; without one every kept event would leave at its own pixel.
-MOVING_FILTERS = ("warp", "jitter")
 
 
 class AnonymizationRefused(AnonyNoiseError):
@@ -173,7 +170,7 @@ class Anonymizer:
         self.noise_strength = self._calibrate()
         # behind a filter that moves events a weak net is no weaker than the filters alone,
         # which run without a net (FilterAnonymizer) as well: its output is not the raw events
-        moved = self.filters is not None and bool(set(MOVING_FILTERS) & set(self.filters.steps))
+        moved = self.filters is not None and self.filters.moves_events
         if self.noise_strength < MIN_NOISE_STRENGTH and not moved and not allow_weak:
             raise CheckpointError(
                 f"{ckpt.source}: refused: its noise on a calibration window is "
@@ -303,10 +300,9 @@ class FilterAnonymizer(Anonymizer):
 
     def __init__(self, filters: FilterConfig | None, window_us: int = 50_000, bins: int = 5, *,
                  seed: int | None = None, max_events: int = represent.DEFAULT_MAX_EVENTS):
-        steps = filters.check().steps if filters is not None else ()
-        if not set(MOVING_FILTERS) & set(steps):
+        if filters is None or not filters.check().moves_events:
             raise AnonyNoiseError("--model none (the privacy filters alone) needs --filters "
-                                  f"with {' or '.join(MOVING_FILTERS)}: otherwise every event "
+                                  f"with {' or '.join(MOVING_STEPS)}: otherwise every event "
                                   "would leave at its own pixel")
         self.checkpoint = None
         self.representation = Representation(bins=int(bins), window_us=int(window_us))

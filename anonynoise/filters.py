@@ -39,6 +39,8 @@ from anonynoise.represent import bin_edges
 from anonynoise.rng import rng_state, uniform
 
 FILTER_STEPS = ("warp", "slots", "refractory", "jitter")
+# The steps that move events; without one every kept event would leave at its own pixel.
+MOVING_STEPS = ("warp", "jitter")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,6 +207,11 @@ class FilterConfig:
     @property
     def steps(self) -> tuple[str, ...]:
         return () if self.spec in ("", "none") else tuple(self.spec.split("+"))
+
+    @property
+    def moves_events(self) -> bool:
+        """Whether a step moves every event off its own pixel (MOVING_STEPS)."""
+        return bool(set(MOVING_STEPS) & set(self.steps))
 
     def check(self) -> "FilterConfig":
         """Raise AnonyNoiseError (one line) for an unknown step or a parameter out of range."""

@@ -169,7 +169,7 @@ class ClipTransform:
 
     window_ms: float = 50.0
     net: str | None = None  # the anonymizer checkpoint of net:SPEC (None: the shipped one)
-    refractory_ms: float = 600.0
+    refractory_ms: float = FilterConfig.refractory_ms
 
     @property
     def uses_net(self) -> bool:
@@ -324,7 +324,7 @@ def main(argv=None) -> int:
     ap.add_argument("--warp-displacement", type=float, default=0.15)
     ap.add_argument("--warp-grid", type=int, default=3)
     ap.add_argument("--slot-ms", type=float, default=10.0, help="slot length of slots")
-    ap.add_argument("--refractory-ms", type=float, default=600.0,
+    ap.add_argument("--refractory-ms", type=float, default=FilterConfig.refractory_ms,
                     help="the refractory filter's period in stream:SPEC and net:SPEC")
     ap.add_argument("--window-ms", type=float, default=50.0,
                     help="the stream's window for stream:SPEC and net:SPEC (5 bins each)")

@@ -511,7 +511,8 @@ def study_config(args) -> StudyConfig:
                          # a results.json from before --filters: the net alone
                          filters=getattr(args, "filters", "none"),
                          filter_block=getattr(args, "jitter_block", 4),
-                         filter_refractory_ms=getattr(args, "refractory_ms", 600.0),
+                         filter_refractory_ms=getattr(args, "refractory_ms",
+                                                      FilterConfig.refractory_ms),
                          # a results.json from before this flag: a default initialisation
                          anon_identity_start=not getattr(args, "random_start", True))
     if args.tiny:
@@ -602,7 +603,7 @@ def main(argv=None) -> int:
                          "behind them (anonynoise.filters: warp, slots, refractory, jitter "
                          "joined by '+'; default none)")
     ap.add_argument("--jitter-block", type=int, default=4, help="jitter's tile, in pixels")
-    ap.add_argument("--refractory-ms", type=float, default=600.0,
+    ap.add_argument("--refractory-ms", type=float, default=FilterConfig.refractory_ms,
                     help="the refractory filter's period, in ms")
     ap.add_argument("--first-span-only", action="store_true",
                     help="train on the first clip-long span of each training recording only "

@@ -82,7 +82,7 @@ class StudyConfig:
     # a period longer than a recording) and each of the `draws` training copies its own
     filters: str = "none"
     filter_block: int = 4       # jitter's tile, in pixels
-    filter_refractory_ms: float = 600.0
+    filter_refractory_ms: float = FilterConfig.refractory_ms
 
     @property
     def filter_config(self) -> FilterConfig | None:
