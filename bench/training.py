@@ -23,7 +23,9 @@ machine is shared); the ratio is plain / ours.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import time
 
@@ -37,9 +39,10 @@ from anonynoise.anonymizer import DEFAULT_MAX_EVENT_RATIO, cap_event_rate  # noq
 from anonynoise.models import ClassNet  # noqa: E402
 from anonynoise.models.denoise import DenoiseNet  # noqa: E402
 from anonynoise.models.noise import LightAnonNet  # noqa: E402
-from train.classify import denoiser_input, denoiser_layout  # noqa: E402
+from train.classify import cpu_input, cpu_layout  # noqa: E402
 from train.clips import (anonymized_clips, compose_clips, flat_windows, stream_windows,  # noqa: E402
                          study_generators)
+from train.memory import keep_freed_memory  # noqa: E402
 
 CPU = torch.device("cpu")
 
@@ -80,23 +83,29 @@ def plain_draw(anon, windows, batch=8):
                       for k in range(0, len(windows), batch)]).numpy()
 
 
-def denoiser_step(parts, x, y, ours):
+def attacker_step(parts, x, y, ours):
     net, den, opt = parts
-    xb = denoiser_input(x, CPU) if ours else x
-    restored = den(xb)
-    logits, _, _ = net(restored)
-    loss = F.mse_loss(restored, x) + F.cross_entropy(logits, y)
+    xb = cpu_input(x, CPU) if ours else x
+    loss = 0.0
+    if den is not None:
+        xb = den(xb)
+        loss = F.mse_loss(xb, x)
+    logits, _, _ = net(xb)
+    loss = loss + F.cross_entropy(logits, y)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
 
 
-def denoiser_parts(ours, size, width):
+def attacker_parts(ours, width, denoiser=True):
     torch.manual_seed(0)
-    net, den = ClassNet("resnet18", 50, 10, width), DenoiseNet(10, width=16, depth=5)
+    net = ClassNet("resnet18", 50, 10, width)
+    den = DenoiseNet(10, width=16, depth=5) if denoiser else None
     if ours:
-        den = denoiser_layout(den, CPU)
-    return net, den, torch.optim.Adam([*net.parameters(), *den.parameters()], 1e-3)
+        net = cpu_layout(net, CPU)
+        den = cpu_layout(den, CPU) if denoiser else None
+    params = [*net.parameters(), *(den.parameters() if denoiser else [])]
+    return net, den, torch.optim.Adam(params, 1e-3)
 
 
 def best_of_rounds(cases: dict, rounds: int, repeats: int) -> dict:
@@ -113,13 +122,11 @@ def best_of_rounds(cases: dict, rounds: int, repeats: int) -> dict:
     return best
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tiny", action="store_true", help="a quick run that checks the script")
-    args = ap.parse_args(argv)
+def measure(tiny: bool) -> tuple[str, list[tuple[str, str, dict]]]:
+    """The header and, per step, (name, batch, {case: ms per sample})."""
     torch.set_num_threads(min(2, os.cpu_count() or 1))
-    size, n_windows, clips = (16, 10, 4) if args.tiny else (48, 60, 16)
-    rounds, repeats = (1, 1) if args.tiny else (3, 3)
+    size, n_windows, clips = (16, 10, 4) if tiny else (48, 60, 16)
+    rounds, repeats = (1, 1) if tiny else (3, 3)
     rng = np.random.default_rng(0)
     # about the synthetic benchmark's density at 48x48: 2 % of a window's cells hold an event
     windows = (rng.random((clips, n_windows, 10, size, size)) < 0.02).astype(np.uint8)
@@ -127,7 +134,8 @@ def main(argv=None) -> int:
     generators = study_generators(CPU)
     x = torch.rand(32, 10, size, size)
     y = torch.randint(0, 50, (32,))
-    plain_den, our_den = denoiser_parts(False, size, 16), denoiser_parts(True, size, 16)
+    plain_net, our_net = (attacker_parts(ours, 16, denoiser=False) for ours in (False, True))
+    plain_den, our_den = (attacker_parts(ours, 16) for ours in (False, True))
     w_t = torch.from_numpy(windows)
     rows = [
         ("anonymizer step (pipeline)", f"{clips} clips x {n_windows} windows",
@@ -136,19 +144,53 @@ def main(argv=None) -> int:
         ("anonymized draw (no gradient)", f"{clips} clips x {n_windows} windows",
          {"plain": lambda: plain_draw(anon, windows),
           "ours": lambda: anonymized_clips(anon, windows)}, clips),
+        ("attacker (or any ClassNet) step", "batch 32",
+         {"plain": lambda: attacker_step(plain_net, x, y, False),
+          "ours": lambda: attacker_step(our_net, x, y, True)}, 32),
         ("attacker step behind a denoiser", "batch 32",
-         {"plain": lambda: denoiser_step(plain_den, x, y, False),
-          "ours": lambda: denoiser_step(our_den, x, y, True)}, 32),
+         {"plain": lambda: attacker_step(plain_den, x, y, False),
+          "ours": lambda: attacker_step(our_den, x, y, True)}, 32),
     ]
-    print(f"# CPU ({os.cpu_count()} cores), {torch.get_num_threads()} threads, torch "
-          f"{torch.__version__}, {size}x{size}; ms per sample (clip or attacker input), the "
-          f"best of {rounds} rounds of {repeats}")
+    header = (f"# CPU ({os.cpu_count()} cores), {torch.get_num_threads()} threads, torch "
+              f"{torch.__version__}, {size}x{size}; ms per sample (clip or attacker input), "
+              f"the best of {rounds} rounds of {repeats}")
+    return header, [(name, batch, {k: 1e3 * v / per for k, v in
+                                   best_of_rounds(cases, rounds, repeats).items()})
+                    for name, batch, cases, per in rows]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tiny", action="store_true", help="a quick run that checks the script")
+    ap.add_argument("--default-malloc", action="store_true",
+                    help="leave glibc's malloc as it is (the child run of the second table)")
+    ap.add_argument("--json", action="store_true", help="print the times as JSON")
+    args = ap.parse_args(argv)
+    kept = False if args.default_malloc else keep_freed_memory()
+    header, rows = measure(args.tiny)
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    print(header + (", freed memory kept (train.memory)" if kept else ""))
     print("| step | batch | plain torch | ours | plain / ours |")
     print("|---|---|---|---|---|")
-    for name, batch, cases, per in rows:
-        t = best_of_rounds(cases, rounds, repeats)
-        print(f"| {name} | {batch} | {1e3 * t['plain'] / per:.2f} | {1e3 * t['ours'] / per:.2f}"
-              f" | ours {t['plain'] / t['ours']:.2f}x |")
+    for name, batch, t in rows:
+        print(f"| {name} | {batch} | {t['plain']:.2f} | {t['ours']:.2f} | "
+              f"ours {t['plain'] / t['ours']:.2f}x |")
+    if not kept:
+        return 0
+    # the allocator is the process's: glibc's default malloc is timed in a child process
+    child = subprocess.run([sys.executable, os.path.abspath(__file__), "--default-malloc",
+                            "--json", *(["--tiny"] if args.tiny else [])],
+                           capture_output=True, text=True, check=True)
+    default = {name: t for name, _, t in json.loads(child.stdout.splitlines()[-1])}
+    print("\nOur steps with glibc's default malloc (a child process) and with freed memory "
+          "kept (train.memory.keep_freed_memory, this process):\n")
+    print("| step | default malloc | kept | default / kept |")
+    print("|---|---|---|---|")
+    for name, _, t in rows:
+        d = default[name]["ours"]
+        print(f"| {name} | {d:.2f} | {t['ours']:.2f} | kept {d / t['ours']:.2f}x |")
     return 0
 
 

@@ -66,6 +66,7 @@ from anonynoise.offline import default_model
 from anonynoise.synth.dataset import DatasetConfig
 from anonynoise.synth.people import ALL_CUES, CUES
 from train.classify import FitConfig
+from train.memory import keep_freed_memory
 from train.replay import anonymized_recording, stream_filtered
 from train.synth_check import ATTACKERS, dataset, mean_std, parse_job_args, run_jobs
 
@@ -312,6 +313,7 @@ def report(path: Path, argv: list[str], config: DatasetConfig, fit: FitConfig, d
 
 
 def main(argv=None) -> int:
+    keep_freed_memory()
     argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--transforms", nargs="+", default=list(DEFAULT_TRANSFORMS),

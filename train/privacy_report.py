@@ -58,6 +58,7 @@ from anonynoise.models.classnet import WIDTH
 from anonynoise.synth.dataset import DatasetConfig
 from train.classify import FitConfig
 from train.composite import CompositeConfig
+from train.memory import keep_freed_memory
 from train.privacy_study import (ATTACKERS, BINS, WINDOW_MS, StudyConfig, Variant, collect,
                                  study_averaging, study_clean, study_variant, write_json)
 from train.synth_check import dataset
@@ -157,6 +158,7 @@ def _job(job):
     # out, and the GPU's time between the jobs)
     fn, args, threads = job
     torch.set_num_threads(threads)
+    keep_freed_memory()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     return fn(*args)
 
@@ -547,6 +549,7 @@ def study_config(args) -> StudyConfig:
 
 
 def main(argv=None) -> int:
+    keep_freed_memory()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--users", type=int, default=40)

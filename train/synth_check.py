@@ -41,6 +41,7 @@ from anonynoise.synth.dataset import (
 from anonynoise.synth.people import ALL_CUES
 from train.classify import FitConfig, fit_classnet, reid_accuracy, target_accuracy
 from train.datasets.dvsgesture import load_split
+from train.memory import keep_freed_memory
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +196,7 @@ def evaluate_seed(config: DatasetConfig, fit: FitConfig, data_dir: Path, task: b
 
 def _job(job):
     torch.set_num_threads(1)  # one training per core beats two threads per training
+    keep_freed_memory()
     return evaluate_seed(*job)
 
 
@@ -271,6 +273,7 @@ def parse_job_args(ap: argparse.ArgumentParser, argv) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
+    keep_freed_memory()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--users", type=int, default=40)

@@ -11,11 +11,13 @@ import logging
 import sys
 
 from anonynoise.cli import run
+from train.memory import keep_freed_memory
 from train.options import check, pipeline_parser
 from train.stages import pipeline
 
 
 def main(argv=None) -> int:
+    keep_freed_memory()
     ap = pipeline_parser()
     args = check(ap.parse_args(argv), ap)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

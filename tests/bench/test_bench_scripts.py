@@ -106,9 +106,17 @@ def test_training_benchmark_sets_each_step_beside_the_plain_torch_formulation():
     proc = subprocess.run([sys.executable, str(BENCH / "training.py"), "--tiny"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    rows = [r.split("|") for r in proc.stdout.splitlines() if r.startswith("| ")][1:]
-    assert [r[1].strip() for r in rows] == ["anonymizer step (pipeline)",
-                                           "anonymized draw (no gradient)",
-                                           "attacker step behind a denoiser"]
+    steps = ["anonymizer step (pipeline)", "anonymized draw (no gradient)",
+             "attacker (or any ClassNet) step", "attacker step behind a denoiser"]
+    tables = proc.stdout.split("\n\n")
+    rows = [r.split("|") for r in tables[0].splitlines() if r.startswith("| ")][1:]
+    assert [r[1].strip() for r in rows] == steps
     for r in rows:
         assert float(r[3]) > 0 and float(r[4]) > 0 and re.fullmatch(r" ours [\d.]+x ", r[5])
+    # the second table: the same steps with glibc's malloc as it is, from a child process
+    if sys.platform.startswith("linux"):
+        rows = [r.split("|") for r in tables[-1].splitlines() if r.startswith("| ")][1:]
+        assert [r[1].strip() for r in rows] == steps
+        for r in rows:
+            assert float(r[2]) > 0 and float(r[3]) > 0
+            assert re.fullmatch(r" kept [\d.]+x ", r[4])
