@@ -11,6 +11,7 @@ import contextlib
 import itertools
 import json
 import os
+import select
 import signal
 import sys
 import threading
@@ -26,8 +27,10 @@ EXIT_INTERNAL = 1
 def parse_sensor(text: str) -> tuple[int, int]:
     """'640x480' -> (640, 480)."""
     parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
         raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 640x480, got {text!r}")
+    if not all(int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"width and height must be at least 1, got {text!r}")
     return int(parts[0]), int(parts[1])
 
 
@@ -46,6 +49,9 @@ def bounded(kind, low, high, what):
 
 
 MODEL_FILTERS = "model"  # --filters model: the ones the checkpoint was trained behind
+# what the shipped checkpoint records (a test holds this to it; reading it here would load
+# torch for every --help)
+SHIPPED_FILTERS = "warp+refractory+jitter, 6 px jitter tiles"
 
 
 def add_filter_arguments(ap: argparse.ArgumentParser) -> None:
@@ -58,7 +64,8 @@ def add_filter_arguments(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--filters", default=MODEL_FILTERS, metavar="SPEC",
                    help=f"{', '.join(FILTER_STEPS)} joined by '+', applied left to right (e.g. "
                         f"{d.spec}), none, or {MODEL_FILTERS}: the ones the model was trained "
-                        "behind, with their parameters (default; the shipped model: none)")
+                        "behind, with their parameters (default; the shipped model: "
+                        f"{SHIPPED_FILTERS})")
     g.add_argument("--jitter-block", type=bounded(int, 2, 64, "--jitter-block"), default=None,
                    metavar="PX", help=f"jitter's tile in pixels (default {d.block}; with "
                                       "--filters model, the model's)")
@@ -403,6 +410,11 @@ def run(main, argv=None, prog: str = "anonynoise", sigterm_interrupts: bool = Fa
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError as e:
+        if _stdout_closed():
+            return 128 + signal.SIGPIPE  # `... | head`: the reader has all it wanted
+        print(f"{prog}: error: {e}", file=sys.stderr)  # a socket's or a child's pipe
+        return EXIT_BAD_INPUT
     except OSError as e:  # the environment (missing file, permissions, full disk), not a bug
         print(f"{prog}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -412,6 +424,21 @@ def run(main, argv=None, prog: str = "anonynoise", sigterm_interrupts: bool = Fa
         print(f"{prog}: internal error: {type(e).__name__}: {e} "
               "(set ANONYNOISE_DEBUG=1 for the traceback)", file=sys.stderr)
         return EXIT_INTERNAL
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout's reader is gone; if so, stdout goes to /dev/null from now on, so that
+    Python's own flush at exit does not report the broken pipe again."""
+    try:
+        fd = sys.stdout.fileno()
+        poll = select.poll()  # a pipe whose reader is gone polls as an error
+        poll.register(fd, select.POLLOUT)
+        closed = any(events & select.POLLERR for _, events in poll.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), no real stdout
+        return False
+    if closed:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+    return closed
 
 
 def _main(argv=None) -> int:

@@ -653,5 +653,5 @@ def write_events(path: str | os.PathLike, events: EventBatch | Iterable[EventBat
             joined = concatenate(batches)
         (save_npz if suffix == ".npz" else save_npy)(path, joined)
         return len(joined)
-    raise AnonyNoiseError(f"{path}: cannot write {suffix or 'files without extension'!r} "
-                          "(writable: .aedat4, .npz, .npy)")
+    what = f"cannot write {suffix!r}" if suffix else "no file extension"
+    raise AnonyNoiseError(f"{path}: {what} (writable: .aedat4, .npz, .npy)")

@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"live endpoint, PUB (default {DEFAULT_PUBLISH}; 'none' to disable)")
     ap.add_argument("--lossless", default=None, metavar="ADDR",
                     help="lossless endpoint (XPUB, waits for subscribers of a replay)")
-    ap.add_argument("--wait-subscriber", type=float, default=None, metavar="SECONDS",
+    ap.add_argument("--wait-subscriber", type=bounded(float, 0.0, 1e9, "--wait-subscriber"),
+                    default=None, metavar="SECONDS",
                     help="with --lossless: wait this long for a subscriber before replaying "
                          "(default: forever)")
     ap.add_argument("--record", metavar="OUT.aedat4", help="record the anonymized stream")
@@ -79,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="allow non-loopback endpoints without encryption")
     ap.add_argument("--absolute-time", action="store_true",
                     help="keep the source's timestamps (default: relative to the stream start)")
-    ap.add_argument("--status-every", type=float, default=5.0, metavar="SECONDS",
+    ap.add_argument("--status-every", type=bounded(float, 0.0, 1e9, "--status-every"),
+                    default=5.0, metavar="SECONDS",
                     help="status line interval on stderr (0: none)")
     ap.add_argument("--max-window-events", type=bounded(int, 1, 10**9, "--max-window-events"),
                     default=2_000_000,
@@ -106,10 +108,19 @@ def make_source(args):
     return SyntheticSource(w, h, realtime=not args.fast)
 
 
+# A paced source's median latency past this: the anonymizer is slower than the source. A
+# replay waits for it, so its latency grows without bound (a 1280x720 recording: p50 15 s
+# after 40 s); a camera's queue is full and windows are dropped instead.
+BEHIND_MS = 1000.0
+
+
 def status_line(s: dict, final: bool = False) -> str:
     d = s["dropped"]
     lat = "" if s["latency_ms_p50"] is None else \
         f", latency p50 {s['latency_ms_p50']:.1f} ms p99 {s['latency_ms_p99']:.1f} ms"
+    if s["latency_ms_p50"] is not None and s["latency_ms_p50"] > BEHIND_MS:
+        lat += (" - slower than real time: the anonymizer cannot keep up with this source "
+                "here (a camera loses windows; for a file, --fast or `anonynoise anonymize`)")
     # in the last line, windows cut but never sent (still queued when a signal stopped us)
     unsent = s["windows_in"] - s["windows_out"] - d["queue"] - d["anonymization"]
     return (f"{s['seconds']:.1f} s: in {s['events_in_per_s'] / 1e6:.2f} M ev/s, out "

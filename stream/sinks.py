@@ -233,7 +233,9 @@ class DVNetworkSink(ProcessSink):
                          start_timeout_s)
 
     def describe_start_error(self, status: str) -> str:
-        return f"cannot serve DV output on {self.host}:{self.port}: {status}"
+        # dv-processing's message goes on with boost's source location ("bind: Address
+        # already in use [system:98 at /vcpkg/.../reactive_socket_service.hpp:162 in ...")
+        return f"cannot serve DV output on {self.host}:{self.port}: {status.split(' [system:')[0]}"
 
 
 def _serve_dv(host, port, width, height, tls, windows, status) -> None:

@@ -1,6 +1,8 @@
 """The `anonynoise` command as a user runs it: a real process, its output and exit status."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
 
@@ -83,10 +85,43 @@ def test_bad_input_gives_one_line_and_a_non_zero_exit(broken, name, extra, fragm
     assert_one_line_error(run_cli("info", broken / name, *extra), *fragments)
 
 
-def test_bad_sensor_argument_is_a_usage_error(tmp_path):
-    proc = run_cli("info", tmp_path / "x.npy", "--sensor", "640by480")
+@pytest.mark.parametrize("sensor, message", [("640by480", "expected WIDTHxHEIGHT"),
+                                             ("0x0", "width and height must be at least 1")])
+def test_bad_sensor_argument_is_a_usage_error(tmp_path, sensor, message):
+    proc = run_cli("info", tmp_path / "x.npy", "--sensor", sensor)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "expected WIDTHxHEIGHT" in proc.stderr
+    assert message in proc.stderr
+
+
+def test_convert_to_a_name_without_extension_says_so(tmp_path):
+    src = tmp_path / "in.npz"
+    save_npz(src, make_events([1, 2], [0, 1], [0, 1], [1, 0], 4, 4))
+    assert_one_line_error(run_cli("convert", src, tmp_path / "outdir"),
+                          "outdir: no file extension (writable: .aedat4, .npz, .npy)")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes")
+def test_a_reader_that_closed_its_pipe_ends_the_command_quietly(real_file):
+    # `anonynoise info F | head -1` with head already gone: no error line, SIGPIPE's status
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "anonynoise", "info",
+                               str(real_file("face_dvxplorer.aedat4"))], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=300)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 128 + signal.SIGPIPE and proc.stderr == ""
+
+
+def test_the_filters_help_names_those_the_shipped_model_records():
+    from anonynoise.checkpoint import load_checkpoint
+    from anonynoise.cli import SHIPPED_FILTERS
+    from anonynoise.offline import default_model
+
+    recorded = load_checkpoint(default_model()).training["filters"]
+    assert SHIPPED_FILTERS == f"{recorded['spec']}, {recorded['block']} px jitter tiles"
+    assert SHIPPED_FILTERS in " ".join(run_cli("anonymize", "--help").stdout.split())
 
 
 def test_convert_raw_to_aedat4_keeps_every_event(real_file, tmp_path):

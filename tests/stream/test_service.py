@@ -401,7 +401,10 @@ def test_flag_values_out_of_range_are_refused_before_anything_runs(tmp_path, che
     for flag, value, message in (("--dv-port", "99999", "--dv-port must be between 1 and 65535"),
                                  ("--dv-port", "0", "--dv-port must be between 1 and 65535"),
                                  ("--max-window-events", "0",
-                                  "--max-window-events must be between 1 and")):
+                                  "--max-window-events must be between 1 and"),
+                                 ("--wait-subscriber", "-1",
+                                  "--wait-subscriber must be between 0.0 and"),
+                                 ("--status-every", "-1", "--status-every must be between 0.0")):
         done = cli("--synthetic", "--model", str(checkpoint), "--publish", "none", "--record",
                    str(out), flag, value, timeout=60)
         assert done.returncode == 2, done.stderr
@@ -591,3 +594,31 @@ def test_the_model_leaves_a_core_to_the_rest_of_the_service(monkeypatch):
     assert model_threads(2) == 2
     with pytest.raises(AnonyNoiseError, match="at least 1"):
         model_threads(0)
+
+
+def test_a_dv_port_in_use_is_one_line_without_the_librarys_source_location(checkpoint):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = cli("--synthetic", "--model", str(checkpoint), "--publish", "none",
+                   "--dv-port", str(port), "--status-every", "0", timeout=120)
+    assert done.returncode == 2, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert f"cannot serve DV output on 127.0.0.1:{port}" in last, done.stderr
+    assert last.endswith("Address already in use") and "[system:" not in last, last
+    assert "Traceback" not in done.stderr
+
+
+def test_the_status_line_says_when_the_anonymizer_falls_behind_the_source():
+    from stream.cli import BEHIND_MS, status_line
+
+    s = {"seconds": 40.0, "events_in_per_s": 2e6, "events_out_per_s": 1e6, "windows_in": 144,
+         "windows_out": 140, "dropped": {"queue": 0, "anonymization": 0, "sink": 0,
+                                          "burst_events": 0},
+         "latency_ms_p50": 15499.4, "latency_ms_p99": 32395.5}
+    assert "slower than real time" in status_line(s)
+    s["latency_ms_p50"] = BEHIND_MS / 2
+    assert "slower than real time" not in status_line(s)
+    s["latency_ms_p50"] = s["latency_ms_p99"] = None  # --fast: no latency at all
+    assert "slower than real time" not in status_line(s)
