@@ -133,8 +133,12 @@ class SyntheticSource(Source):
 
     def __init__(self, width: int = 128, height: int = 128, *, realtime: bool = True,
                  seed: int | None = None, chunk_ms: float = 10.0):
-        from anonynoise.synth.scene import LiveScene
+        from anonynoise.synth.scene import LiveScene, warm_up
 
+        # before the stream's clock starts, not in its first window
+        log.info("synthetic source: preparing its kernels (the first run after an install "
+                 "compiles them: about 20 s)")
+        warm_up()
         self.width, self.height, self.live = int(width), int(height), bool(realtime)
         self.scene = LiveScene(self.width, self.height, seed=seed, realtime=realtime,
                                chunk_ms=chunk_ms)

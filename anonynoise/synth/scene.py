@@ -72,6 +72,12 @@ def record_gesture(person: Person, gesture: int, variation: Variation, *,
     return sim.run(shapes[frames[1:]], t[frames[1:]] * 1e6)
 
 
+def warm_up() -> None:
+    """Compile the simulator's and renderer's kernels now, or load them from numba's cache:
+    the first stream after an install spent about 10 s in them before its first window."""
+    next(iter(LiveScene(16, 16, seed=0, chunk_ms=50.0)))
+
+
 class LiveScene:
     """A continuous stream of one person doing random gestures, chunk by chunk.
 

@@ -184,3 +184,21 @@ def test_roi_and_subsampling_reach_the_camera():
         CameraSource(api=FakeApi([FakeCamera(0, 1)]), subsample=2)
     with pytest.raises(AnonyNoiseError, match="not offered"):
         CameraSource(api=FakeApi([Configurable(0, 1)]), subsample=3)
+
+
+def test_the_synthetic_sources_kernels_are_compiled_before_its_first_window():
+    # the first stream after an install spent about 10 s compiling them in its first window
+    import numba
+
+    from anonynoise.synth import render, simulator
+    from anonynoise.synth.scene import warm_up
+
+    kernels = [f for module in (render, simulator) for f in vars(module).values()
+               if isinstance(f, numba.core.registry.CPUDispatcher)]
+    warm_up()
+    compiled = {k.__name__: len(k.signatures) for k in kernels}
+    assert sum(compiled.values()) > 0
+    src = SyntheticSource(128, 128, realtime=False, seed=3)
+    for _, batch in zip(range(10), src):
+        assert len(batch) >= 0
+    assert {k.__name__: len(k.signatures) for k in kernels} == compiled  # nothing new
