@@ -39,8 +39,9 @@ log = logging.getLogger(__name__)
 NOISE_BUDGET_WEIGHT = 10.0  # the penalty per unit of event-rate ratio over the budget
 
 
-def open_benchmark(args: Namespace) -> Benchmark:
-    """The dataset of the command line, checked and with its frames made (before training)."""
+def open_benchmark(args: Namespace, reid: bool = False) -> Benchmark:
+    """The dataset of the command line, checked and with its frames made (before training);
+    with `reid` (the stage evaluates Re-ID) its test split must hold a query and a gallery."""
     bench = open_dataset(args.dataset, args.dataset_path, window_ms=args.window_ms,
                          size=args.size)
     if args.subset is not None:
@@ -50,6 +51,12 @@ def open_benchmark(args: Namespace) -> Benchmark:
     if len(bench.train) == 0:
         raise AnonyNoiseError(f"{args.dataset_path}: no training samples")
     bench.train.frames(0)  # read one sample now: a broken tree fails before training
+    if reid and not (len(bench.query) and len(bench.gallery)):
+        # else a whole training ran first and its evaluation failed on an empty list
+        raise AnonyNoiseError(
+            f"{args.dataset_path}: no Re-ID {'query' if not len(bench.query) else 'gallery'} "
+            f"(query {len(bench.query)}, gallery {len(bench.gallery)}): Re-ID needs each test "
+            "person recorded in at least two sessions (the synthetic benchmark: --reps 2)")
     log.info("%s", bench.describe())
     return bench
 
@@ -101,8 +108,8 @@ def preposttrain(args: Namespace) -> dict:
 
 
 def _preposttrain(args: Namespace, procs: Processes) -> dict:
-    bench = open_benchmark(args)
     task = args.anno_type == "target"
+    bench = open_benchmark(args, reid=not task)
     if task and bench.n_targets is None:
         raise AnonyNoiseError(f"--dataset {args.dataset} has no task labels (Event-ReId v2 has "
                               "only identities): use --anno_type id")
@@ -253,7 +260,7 @@ def _pipeline(args: Namespace, procs: Processes) -> dict:
             "anonymizer on another dataset (dvsg, see or synth), then evaluate it on Event-ReId "
             "v2 with a post-training attack: python -m train.preposttrain_networks --dataset "
             "reid --anno_type id --prepostmode post --anon_weights ANON.pt ...")
-    bench = open_benchmark(args)
+    bench = open_benchmark(args, reid=True)
     channels = bench.input_shape[0]
     if args.target_weights is None or args.id_weights is None:
         log.warning("no --target_weights / --id_weights: the target and Re-ID nets start "

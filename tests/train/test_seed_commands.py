@@ -167,3 +167,17 @@ def test_torchrun_two_cpu_processes(synth, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "weights identical on all 2 ranks" in done.stderr
     assert len(rows(tmp_path / "ddp")) == 1  # rank 0 alone writes
+
+
+def test_reid_without_a_gallery_fails_before_training(tmp_path, capsys):
+    # one session per person: every test recording is a query, none is left for the gallery;
+    # the stage used to train a whole epoch and then fail on an empty list
+    root = generate_dataset(tmp_path / "one", DatasetConfig(users=4, test_users=2, reps=1,
+                                                            size=32, duration_s=0.5), workers=1)
+    out = tmp_path / "o"
+    assert pre(root, out, "--anno_type", "id") == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "no Re-ID gallery (query 22, gallery 0)" in err and "--reps 2" in err
+    assert not (out / "metrics.jsonl").exists()
+    assert pre(root, tmp_path / "t", "--anno_type", "target") == 0  # the task needs no gallery
