@@ -556,15 +556,16 @@ def main(argv=None) -> int:
     ap.add_argument("--test-users", type=int, default=10)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--epochs", type=int, default=45, help="every ClassNet's epochs")
-    ap.add_argument("--width", type=int, default=WIDTH,
-                    help="channels of every ClassNet's first stage (the ResNet's: 64)")
+    ap.add_argument("--width", type=int, default=None,
+                    help=f"channels of every ClassNet's first stage (default the ResNet's: "
+                         f"{WIDTH}; --tiny: 8)")
     ap.add_argument("--denoise-width", type=int, default=32,
                     help="the denoiser's channels (the reference's DnCNN: 128)")
     ap.add_argument("--denoise-depth", type=int, default=5,
                     help="the denoiser's layers (the reference's DnCNN: 15)")
     ap.add_argument("--pipeline-epochs", type=int, default=15)
-    # the defaults are the committed report's sweep
-    ap.add_argument("--reid-weights", type=float, nargs="+", default=[0.3, 1.0])
+    ap.add_argument("--reid-weights", type=float, nargs="+", default=None,
+                    help="the sweep's Re-ID weights (default 0.3 1; --tiny: 1)")
     ap.add_argument("--noise-budget", "--noise-budgets", type=float, nargs="+", default=[3.0],
                     help="a penalty keeps the anonymizer's own events (before the runtime's cap) "
                          "under this many times the input's; several values sweep it too "
@@ -595,8 +596,9 @@ def main(argv=None) -> int:
                          "epoch (several: at staggered steps), so the anonymizer is judged by "
                          "adversaries that start where a fresh attacker does")
     ap.add_argument("--clean-target-weights", "--clean-target-weight", type=float, nargs="+",
-                    default=[0.0, 1.0], help="weights of a frozen clean target net's CE in the "
-                    "anonymizer's loss (each with every --reid-weights value)")
+                    default=None, help="weights of a frozen clean target net's CE in the "
+                    "anonymizer's loss, each with every --reid-weights value (default 0 1; "
+                    "--tiny: 0)")
     ap.add_argument("--random-start", action="store_true",
                     help="start the anonymizer from a default initialisation (as every run "
                          "before 2026-11-27), not as the identity")
@@ -621,7 +623,9 @@ def main(argv=None) -> int:
                     help="default docs/privacy-report.md (--tiny: runs/tiny/privacy-report.md)")
     ap.add_argument("--ship", default=None,
                     help="copy the chosen variant's first-seed anonymizer here")
-    ap.add_argument("--real", default=str(REAL_DIR), help="real recordings for the event rate")
+    ap.add_argument("--real", default=None,
+                    help=f"real recordings for the event rate (default {REAL_DIR.resolve()}; "
+                         "--tiny: none, its 1280x720 files take minutes)")
     ap.add_argument("--render", action="store_true",
                     help="no training: write the report (and --ship) from DATA/results.json "
                          "(or from what a stopped run finished), measuring the real "
@@ -641,6 +645,13 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.tiny and args.seeds == [0, 1]:
         args.seeds = [0]
+    # a smoke run is one small variant and no real recordings unless asked: with the full
+    # defaults it took over 8 minutes here
+    for name, full, tiny in (("width", WIDTH, 8), ("reid_weights", [0.3, 1.0], [1.0]),
+                             ("clean_target_weights", [0.0, 1.0], [0.0]),
+                             ("real", str(REAL_DIR), "none")):
+        if getattr(args, name) is None:
+            setattr(args, name, tiny if args.tiny else full)
     if args.data is None:
         args.data = "runs/tiny/privacy" if args.tiny else "runs/privacy"
     data_dir = Path(args.data)
