@@ -54,11 +54,12 @@ NO_MODEL = "none"  # --model none: the privacy filters alone
 def open_anonymizer(model: str | os.PathLike | None, device: str = "auto", *,
                     window_ms: float | None = None, threads: int | None = None,
                     allow_weak: bool = False,
-                    filters: FilterConfig | ModelFilters | None = None
+                    filters: FilterConfig | ModelFilters | None = ModelFilters()
                     ) -> tuple[Anonymizer, int, dict]:
     """(anonymizer, window in µs, its identity for stream headers) for --model: a checkpoint,
     None for the shipped one, or "none" for the privacy filters alone. filters: as
-    Anonymizer's (ModelFilters: the checkpoint's own)."""
+    Anonymizer's (default ModelFilters: the checkpoint's own, as the commands' --filters
+    model; None: no filters)."""
     if str(model) == NO_MODEL:
         if isinstance(filters, ModelFilters):  # no model, so none recorded
             filters = None
@@ -83,13 +84,13 @@ def anonymize_file(source: str | os.PathLike, output: str | os.PathLike,
                    model: str | os.PathLike | None = None, *, window_ms: float | None = None,
                    device: str = "auto", sensor_size=None, absolute_time: bool = False,
                    allow_weak: bool = False, threads: int | None = None,
-                   filters: FilterConfig | ModelFilters | None = None) -> dict:
+                   filters: FilterConfig | ModelFilters | None = ModelFilters()) -> dict:
     """Write the anonymized events of `source` to `output` (.aedat4, .npy or .npz); `model`
     as open_anonymizer's.
 
     Windows whose anonymization fails are dropped and counted, never written raw. Output
     timestamps start at 0 unless absolute_time. filters: privacy filters before the net
-    (anonynoise.filters). Returns a summary."""
+    (anonynoise.filters; default the model's own). Returns a summary."""
     output = Path(output)
     if output.suffix.lower() not in (".aedat4", ".npy", ".npz"):
         raise AnonyNoiseError(f"{output}: can write .aedat4, .npy or .npz")

@@ -3,7 +3,7 @@
     python bench/training.py            # the full table (about two minutes)
     python bench/training.py --tiny     # a smoke run
 
-The privacy report (train.privacy_report) and the controls spend their time in three kinds of
+The privacy report (train.privacy_report) and the controls spend their time in four kinds of
 step, timed here at the report's CPU size (48x48 windows, 60 of 50 ms to a 3 s clip, 5 bins x
 2 polarities, the light net 8 wide, ResNet-18 16 wide, a DnCNN 16 x 5):
 
@@ -12,12 +12,15 @@ step, timed here at the report's CPU size (48x48 windows, 60 of 50 ms to a 3 s c
   clips re-binned, a loss on them and the backward pass to the anonymizer;
 - an anonymized draw of clips (train.clips.anonymized_clips, no gradient), which every
   attacker's training set is made of;
-- an attacker's training step behind a denoiser (train.classify.fit_classnet).
+- a ClassNet's training step (train.classify.fit_classnet: the clean nets, the post-trained
+  gesture nets, the attackers), alone and behind a denoiser.
 
 The plain formulation is what the torch code reads like without our care: NCHW, torch's
 single-threaded samplers, the straight-through estimator as x + (round(x) - x).detach(). Ours
 are the library's own functions. Both take turns in rounds and each keeps its best round (the
-machine is shared); the ratio is plain / ours.
+machine is shared); the ratio is plain / ours. Both run in a process that keeps freed memory,
+as the studies' processes do (train.memory); a second table times our steps again in a child
+process with glibc's malloc as it is.
 """
 
 from __future__ import annotations

@@ -111,3 +111,22 @@ def test_the_shipped_default_model_anonymizes_stream_windows(tmp_path):
     ev = clustered_stream(128, 128, duration_s=0.05, rate=1e6, seed=1)
     out = anon.anonymize(ev, 0, 50_000)
     assert 0 < len(out.events) <= 3 * len(ev)
+
+
+def test_the_library_runs_the_shipped_model_behind_its_own_filters_by_default(tmp_path):
+    # open_anonymizer / anonymize_file defaulted to no filters, so with their defaults the
+    # shipped model (trained behind filters) was refused
+    from anonynoise.examples import clustered_stream
+    from anonynoise.io import save_npz
+    from anonynoise.offline import open_anonymizer
+
+    anonymizer, window, identity = open_anonymizer(None, "cpu")
+    assert identity["filters"]["spec"] == anonymizer.checkpoint.training["filters"]["spec"]
+    assert identity["filters"]["spec"] != "none"
+    src = tmp_path / "in.npz"
+    events = clustered_stream(64, 48, duration_s=0.3, rate=2e5)
+    save_npz(src, events)
+    summary = anonymize_file(src, tmp_path / "out.npy", device="cpu")
+    assert summary["windows"] == -(-(events.duration_us + 1) // window)
+    assert summary["refused"] == 0 and summary["events_in"] == len(events)
+    assert summary["events_out"] == len(read_events(tmp_path / "out.npy", (64, 48)))
