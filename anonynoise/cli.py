@@ -328,9 +328,11 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_anonymize(args) -> int:
     import logging
 
+    from anonynoise.memory import keep_freed_memory
     from anonynoise.offline import anonymize_file
 
     logging.basicConfig(level=logging.WARNING, format="anonynoise: %(message)s")
+    keep_freed_memory()  # a large sensor's window tensors, reused instead of faulted in
     s = anonymize_file(args.input, args.output, args.model, window_ms=args.window_ms,
                        device=args.device, sensor_size=args.sensor,
                        absolute_time=args.absolute_time, allow_weak=args.allow_weak,

@@ -19,7 +19,7 @@ The plain formulation is what the torch code reads like without our care: NCHW, 
 single-threaded samplers, the straight-through estimator as x + (round(x) - x).detach(). Ours
 are the library's own functions. Both take turns in rounds and each keeps its best round (the
 machine is shared); the ratio is plain / ours. Both run in a process that keeps freed memory,
-as the studies' processes do (train.memory); a second table times our steps again in a child
+as the studies' processes do (anonynoise.memory); a second table times our steps again in a child
 process with glibc's malloc as it is.
 """
 
@@ -39,13 +39,13 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from anonynoise.anonymizer import DEFAULT_MAX_EVENT_RATIO, cap_event_rate  # noqa: E402
+from anonynoise.memory import keep_freed_memory  # noqa: E402
 from anonynoise.models import ClassNet  # noqa: E402
 from anonynoise.models.denoise import DenoiseNet  # noqa: E402
 from anonynoise.models.noise import LightAnonNet  # noqa: E402
 from train.classify import cpu_input, cpu_layout  # noqa: E402
 from train.clips import (anonymized_clips, compose_clips, flat_windows, stream_windows,  # noqa: E402
                          study_generators)
-from train.memory import keep_freed_memory  # noqa: E402
 
 CPU = torch.device("cpu")
 
@@ -174,7 +174,7 @@ def main(argv=None) -> int:
     if args.json:
         print(json.dumps(rows))
         return 0
-    print(header + (", freed memory kept (train.memory)" if kept else ""))
+    print(header + (", freed memory kept (anonynoise.memory)" if kept else ""))
     print("| step | batch | plain torch | ours | plain / ours |")
     print("|---|---|---|---|---|")
     for name, batch, t in rows:
@@ -188,7 +188,7 @@ def main(argv=None) -> int:
                            capture_output=True, text=True, check=True)
     default = {name: t for name, _, t in json.loads(child.stdout.splitlines()[-1])}
     print("\nOur steps with glibc's default malloc (a child process) and with freed memory "
-          "kept (train.memory.keep_freed_memory, this process):\n")
+          "kept (anonynoise.memory.keep_freed_memory, this process):\n")
     print("| step | default malloc | kept | default / kept |")
     print("|---|---|---|---|")
     for name, _, t in rows:

@@ -132,6 +132,7 @@ def status_line(s: dict, final: bool = False) -> str:
 
 
 def stream_main(args) -> int:
+    from anonynoise.memory import keep_freed_memory
     from anonynoise.offline import open_anonymizer
     from stream.pipeline import Pipeline, StreamConfig
     from stream.publisher import Publisher
@@ -140,6 +141,7 @@ def stream_main(args) -> int:
 
     if args.replay and args.record:
         refuse_overwriting_input(args.replay, args.record)
+    keep_freed_memory()  # a large sensor's window tensors, reused instead of faulted in
     if args.preview:  # before opening anything: no display, no stream
         from stream.preview import NO_DISPLAY_INSTEAD
         from viewer.app import check_display

@@ -61,12 +61,12 @@ from anonynoise.cli import run
 from anonynoise.errors import AnonyNoiseError
 from anonynoise.events import EventBatch
 from anonynoise.filters import FilterConfig, first_event_per_slot
+from anonynoise.memory import keep_freed_memory
 from anonynoise.models import ANONYMIZER_KINDS
 from anonynoise.offline import default_model
 from anonynoise.synth.dataset import DatasetConfig
 from anonynoise.synth.people import ALL_CUES, CUES
 from train.classify import FitConfig
-from train.memory import keep_freed_memory
 from train.replay import anonymized_recording, stream_filtered
 from train.synth_check import ATTACKERS, dataset, mean_std, parse_job_args, run_jobs
 

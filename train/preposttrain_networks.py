@@ -11,7 +11,7 @@ import logging
 import sys
 
 from anonynoise.cli import run
-from train.memory import keep_freed_memory
+from anonynoise.memory import keep_freed_memory
 from train.options import check, preposttrain_parser
 from train.stages import preposttrain
 

@@ -54,11 +54,11 @@ from anonynoise.anonymizer import DEFAULT_MAX_EVENT_RATIO
 from anonynoise.cli import run
 from anonynoise.errors import AnonyNoiseError
 from anonynoise.filters import FilterConfig
+from anonynoise.memory import keep_freed_memory
 from anonynoise.models.classnet import WIDTH
 from anonynoise.synth.dataset import DatasetConfig
 from train.classify import FitConfig
 from train.composite import CompositeConfig
-from train.memory import keep_freed_memory
 from train.privacy_study import (ATTACKERS, BINS, WINDOW_MS, StudyConfig, Variant, collect,
                                  study_averaging, study_clean, study_variant, write_json)
 from train.synth_check import dataset

@@ -30,6 +30,7 @@ import torch
 from anonynoise.checkpoint import load_net, save_checkpoint
 from anonynoise.cli import run
 from anonynoise.errors import AnonyNoiseError
+from anonynoise.memory import keep_freed_memory
 from anonynoise.models import ClassNet
 from anonynoise.models.denoise import DenoiseNet
 from anonynoise.synth.dataset import (
@@ -41,7 +42,6 @@ from anonynoise.synth.dataset import (
 from anonynoise.synth.people import ALL_CUES
 from train.classify import FitConfig, fit_classnet, reid_accuracy, target_accuracy
 from train.datasets.dvsgesture import load_split
-from train.memory import keep_freed_memory
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import logging
 import sys
 
 from anonynoise.cli import run
-from train.memory import keep_freed_memory
+from anonynoise.memory import keep_freed_memory
 from train.options import check, pipeline_parser
 from train.stages import pipeline
 

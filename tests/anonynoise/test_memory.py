@@ -1,4 +1,4 @@
-"""train.memory: freed large tensors are reused, not mapped and faulted in again."""
+"""anonynoise.memory: freed large tensors are reused, not mapped and faulted in again."""
 
 import subprocess
 import sys
@@ -11,7 +11,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="gl
 # three warm-up ones, in 64 MiB tensors' worth a step
 SNIPPET = """
 import resource, sys, torch
-from train.memory import keep_freed_memory
+from anonynoise.memory import keep_freed_memory
 kept = keep_freed_memory() if sys.argv[1] == "keep" else False
 def step():
     a = torch.empty(16 << 20).fill_(1.0)
@@ -42,6 +42,6 @@ def test_freed_large_tensors_are_reused_instead_of_faulted_in_again():
 
 
 def test_without_it_glibc_maps_and_faults_every_large_tensor_again():
-    # the reason train.memory exists; if a C library stops doing this, the module is moot
+    # the reason anonynoise.memory exists; if a C library stops doing this, the module is moot
     _, tensors = _tensors_faulted_a_step("default")
     assert tensors >= 2.5
