@@ -160,7 +160,12 @@ def _job(job):
     torch.set_num_threads(threads)
     keep_freed_memory()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    return fn(*args)
+    try:
+        return fn(*args)
+    except Exception as e:
+        # now: Pool.map raises it only once every other job has ended, maybe an hour later
+        log.error("job %s failed: %s: %s", fn.__name__, type(e).__name__, e)
+        raise
 
 
 def _seeds(config: StudyConfig, seeds: list[int], data_dir: Path) -> list[tuple]:
