@@ -53,15 +53,18 @@ SECTIONS = [
      "layouts take turns in 3 rounds of 10 runs; the best round's median). The light net's "
      "targets: <= 5 ms at 128x128 and <= 40 ms at 480x640 with 2 threads."),
     ("training.py", "The privacy studies' training steps",
-     "The three steps the privacy report and the controls spend their CPU time in, at the "
+     "The steps the privacy report and the controls spend their CPU time in, at the "
      "report's CPU size (48x48, 60 windows of 50 ms to a 3 s clip, the light net 8 wide, a "
-     "ResNet-18 16 wide behind a DnCNN 16 x 5), 2 threads: the pipeline's anonymizer step "
+     "ResNet-18 16 wide, a DnCNN 16 x 5), 2 threads: the pipeline's anonymizer step "
      "(every window anonymized, capped, round-tripped straight-through, re-binned, backward), "
-     "an anonymized draw of clips (no gradient) and an attacker's step behind a denoiser. "
+     "an anonymized draw of clips (no gradient), a ClassNet's step (any of the report's "
+     "ResNets) and an attacker's step behind a denoiser. "
      "The peer is the plain torch formulation of the same computation (NCHW, torch's "
      "single-threaded samplers, the straight-through estimator as x + (round(x) - x)."
      "detach()); ours are the library's functions. Milliseconds per clip or attacker input, "
-     "the best of 3 rounds taken in turns."),
+     "the best of 3 rounds taken in turns. Both in a process that keeps freed memory, as the "
+     "studies' processes do (anonynoise.memory); the second table times our steps with "
+     "glibc's malloc as it is, in a child process, beside that."),
     ("pipeline.py", "The stream end to end",
      "Replays of 5 s of the clustered stream through the real Pipeline with 50 ms windows, the "
      "shipped light net behind the privacy filters it was trained behind (the paper net "
