@@ -70,6 +70,10 @@ REAL_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "rea
 
 
 POST = ("target_top1_post", "target_top1_post_denoised")
+# the issue's two privacy-utility bars: the strongest fresh attacker's rank-1 cut by at least
+# this fraction of clean, the gesture's top-1 at most this far (a fraction) under clean
+PRIVACY_CUT = 0.5
+GESTURE_LOSS = 0.10
 
 
 def gesture(row: dict) -> float:
@@ -110,15 +114,22 @@ def strongest_attacker(rows: list[dict]) -> str:
                key=lambda a: np.mean([r["attackers"][a]["rank1"] for r in rows]))
 
 
-def _privacy_first(candidates: list, attacker, loss, private) -> object:
+def _privacy_first(candidates: list, attacker, loss, clean_rank1) -> object:
     """The most private candidate (lowest attacker rank-1) of those that keep the gesture
-    within 10 points of clean; if none does, the one that keeps the gesture best among the
-    private ones (strongest attacker cut by >= 50%), else among all. Privacy first, but a
-    stream nobody can use protects no one."""
-    useful = [c for c in candidates if loss(c) <= 0.10]
+    within GESTURE_LOSS of clean; if none does, the one that misses the two bars by the least
+    in total (points of gesture over GESTURE_LOSS plus the attacker's rank-1 over
+    1 - PRIVACY_CUT of clean, as fractions). Privacy first, but a stream nobody can use
+    protects no one: an anonymizer that destroyed the gesture is "private" only because every
+    net fails on its output, and must not beat one that barely misses both bars."""
+    useful = [c for c in candidates if loss(c) <= GESTURE_LOSS]
     if useful:
         return min(useful, key=attacker)
-    return min([c for c in candidates if private(c)] or candidates, key=loss)
+
+    def missed(c):
+        return (max(0.0, loss(c) - GESTURE_LOSS)
+                + max(0.0, attacker(c) / clean_rank1(c) - (1 - PRIVACY_CUT)))
+
+    return min(candidates, key=missed)
 
 
 def choose_variant(results: list[dict], keys: list[str]) -> str:
@@ -134,7 +145,7 @@ def choose_variant(results: list[dict], keys: list[str]) -> str:
     def loss(k):
         return clean_t - np.mean([gesture(r["weights"][k]) for r in results])
 
-    return _privacy_first(keys, attacker, loss, lambda k: attacker(k) <= 0.5 * clean_r1)
+    return _privacy_first(keys, attacker, loss, lambda k: clean_r1)
 
 
 def choose_seed(results: list[dict], key: str) -> dict:
@@ -149,8 +160,7 @@ def choose_seed(results: list[dict], key: str) -> dict:
     def loss(r):
         return r["clean"]["target_top1"] - gesture(r["weights"][key])
 
-    return _privacy_first(results, attacker, loss,
-                          lambda r: attacker(r) <= 0.5 * r["clean"]["rank1"])
+    return _privacy_first(results, attacker, loss, lambda r: r["clean"]["rank1"])
 
 
 def real_rates(model: Path, real_dir: Path, out_dir: Path,
@@ -286,9 +296,10 @@ def write_report(path: Path, plot: Path, config: StudyConfig, results: list[dict
         "cross-entropy in the anonymizer's loss: a consumer's net trained on clean events "
         "must still work.",
         "- The variant that ships: the most private (strongest fresh attacker) of those that "
-        "keep the gesture within 10 points of clean; if none does, the one that keeps the "
-        "gesture best among those that cut the strongest attacker by at least 50% (else among "
-        "all)" + ("." if shipped_seed is None else
+        f"keep the gesture within {100 * GESTURE_LOSS:g} points of clean; if none does, the one "
+        "that misses the two bars by the least in total (gesture points over the bar plus the "
+        "attacker's rank-1 over its bar, as fractions of clean: an anonymizer that destroyed "
+        "the gesture is not chosen for the privacy that comes with it)" + ("." if shipped_seed is None else
                   f"; its anonymizer is seed {shipped_seed}'s, the seed chosen by the same rule "
                   "(each seed judged against its own clean nets and strongest attacker)."),
         f"- Every ClassNet (clean baseline, attackers): {config.fit.network}"
@@ -325,13 +336,15 @@ def write_report(path: Path, plot: Path, config: StudyConfig, results: list[dict
         "| bar | measured | holds |", "|---|---|---|",
         f"| clean Re-ID rank-1 >= 0.90 | {np.mean(clean_r1):.3f} | "
         f"{'yes' if np.mean(clean_r1) >= 0.9 else 'no'} |",
-        f"| strongest fresh attacker ({strongest}) rank-1 reduced >= 50% relative to clean | "
+        f"| strongest fresh attacker ({strongest}) rank-1 reduced >= {100 * PRIVACY_CUT:g}% "
+        "relative to clean | "
         f"{np.mean(best_r1):.3f}, reduced by {100 * reduction:.0f}% | "
-        f"{'yes' if reduction >= 0.5 else 'no'} |",
-        f"| gesture top-1 ({gesture_source(rows)}) within 10 points of clean | "
+        f"{'yes' if reduction >= PRIVACY_CUT else 'no'} |",
+        f"| gesture top-1 ({gesture_source(rows)}) within {100 * GESTURE_LOSS:g} points of "
+        "clean | "
         f"{np.mean(judged_t):.3f} vs {np.mean(clean_t):.3f} "
         f"({100 * (np.mean(judged_t) - np.mean(clean_t)):+.1f} points) | "
-        f"{'yes' if np.mean(clean_t) - np.mean(judged_t) <= 0.10 else 'no'} |",
+        f"{'yes' if np.mean(clean_t) - np.mean(judged_t) <= GESTURE_LOSS else 'no'} |",
         f"| event rate out / in <= 3, synthetic test clips | {fmt(rate)} | "
         f"{'yes' if max(rate) <= 3 else 'no'} |",
     ]
@@ -466,10 +479,11 @@ def _plot(path: Path, config: StudyConfig, results: list[dict], main: str,
                    (x, y), textcoords="offset points", xytext=(6, 8 - 14 * (i % 2)),
                    fontsize=8)
     a.scatter(clean_r1, clean_t, color="C3", marker="*", s=120, label="clean")
-    a.axvline(0.5 * clean_r1, color="grey", ls="--", lw=0.8)
-    a.axhline(clean_t - 0.10, color="grey", ls=":", lw=0.8)
+    a.axvline((1 - PRIVACY_CUT) * clean_r1, color="grey", ls="--", lw=0.8)
+    a.axhline(clean_t - GESTURE_LOSS, color="grey", ls=":", lw=0.8)
     a.set_xlabel("Re-ID rank-1 of the strongest fresh attacker (lower is more private)\n"
-                 "dashed: -50% of clean; dotted: gesture 10 points under clean", fontsize=9)
+                 f"dashed: -{100 * PRIVACY_CUT:g}% of clean; "
+                 f"dotted: gesture {100 * GESTURE_LOSS:g} points under clean", fontsize=9)
     a.set_ylabel("gesture top-1" + (" (post-trained)" if "target_top1_post" in rs[0] else ""))
     a.set_xlim(0, 1)
     a.set_ylim(0, 1)
@@ -757,8 +771,9 @@ def main(argv=None) -> int:
             shutil.copyfile(shipped, tmp)
         print(f"shipped {shipped} as {args.ship}")
         lost = seed["clean"]["target_top1"] - gesture(seed["weights"][key])
-        if lost > 0.10:
-            print(f"warning: no seed's anonymizer keeps the gesture within 10 points of clean; "
+        if lost > GESTURE_LOSS:
+            print(f"warning: no seed's anonymizer keeps the gesture within "
+                  f"{100 * GESTURE_LOSS:g} points of clean; "
                   f"the shipped one loses {100 * lost:.0f}")
     real = {}
     real_dir = Path(args.real)
