@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from dataclasses import dataclass
 
@@ -63,6 +64,12 @@ class CompositeConfig:
     adversaries: int = 1
     adversary_restart: bool = False
     clean_target_weight: float = 0.0  # CE of the frozen clean target net on what it sees
+    # At an epoch's end, if the pipeline's gesture net's recent cross-entropy is above chance,
+    # every net and optimiser goes back to where it was at the previous epoch's end (or the
+    # start). At 110 people the anonymizer went over the edge in an epoch (CE 3.3 to 3.9, chance
+    # 2.4) and did not come back even with the Re-ID push off; the reference keeps the last
+    # epoch regardless, which there shipped a stream with no gesture left in it.
+    rollback: bool = False
     clip_bins: int = 5
     seed: int = 0
     device: str = "cpu"
@@ -79,6 +86,29 @@ def restarts_due(step: int, period: int, count: int) -> list[int]:
     """Which of `count` adversaries go back to their start at global step `step`: adversary k
     once every `period` steps, k / count of a period after adversary 0, never at step 0."""
     return [k for k in range(count) if step > 0 and step % period == k * period // count]
+
+
+RECENT_STEPS = 50  # the horizon of the rollback's recent cross-entropy
+
+
+def _snapshot(nets: dict, opt_a, opt_t, opts_i: list, multiplier: torch.Tensor) -> dict:
+    """Copies of every net's and optimiser's state (and the dual multiplier), for rollback."""
+    return copy.deepcopy({"nets": {k: n.state_dict() for k, n in nets.items()},
+                          "opts": [o.state_dict() for o in (opt_a, opt_t, *opts_i)],
+                          "multiplier": multiplier})
+
+
+def _restore(snapshot: dict, nets: dict, opt_a, opt_t, opts_i: list) -> torch.Tensor:
+    """Puts a _snapshot back (the learning-rate schedule goes on: the next epoch retries at
+    its lower rate); returns the multiplier it held."""
+    for k, net in nets.items():
+        net.load_state_dict(snapshot["nets"][k])
+    for o, state in zip((opt_a, opt_t, *opts_i), snapshot["opts"]):
+        lr = [g["lr"] for g in o.param_groups]
+        o.load_state_dict(state)
+        for g, r in zip(o.param_groups, lr):
+            g["lr"] = r
+    return snapshot["multiplier"].clone()
 
 
 def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
@@ -111,6 +141,8 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
     multiplier = torch.zeros((), device=device)  # dual ascent starts with the push off
     history = []
     step = 0
+    nets = {"anon": anon, "target": target_net, **{f"id{k}": n for k, n in enumerate(adversaries)}}
+    good = _snapshot(nets, opt_a, opt_t, opts_i, multiplier) if config.rollback else None
     for epoch in range(config.epochs):
         for net in (anon, target_net, *adversaries):
             net.train()
@@ -123,6 +155,9 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
             # the share of steps with the Re-ID push on (dual: the multiplier's mean)
             names.append("reid_active")
         sums = {k: torch.zeros((), device=device) for k in names}
+        # the gesture net's CE over the last ~RECENT_STEPS steps: an epoch's mean hides a
+        # collapse in its last part
+        recent = None
         for idx in batches:
             if start_state is not None:
                 for k in restarts_due(step, len(batches), len(adversaries)):
@@ -194,6 +229,8 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
             n = len(idx)
             seen += n
             with torch.no_grad():
+                recent = loss_t.detach() if recent is None else recent.lerp(
+                    loss_t.detach(), 1.0 / RECENT_STEPS)
                 sums["loss_anon"] += loss_a * n
                 sums["loss_target"] += loss_t * n
                 sums["loss_id"] += loss_i * n
@@ -207,6 +244,18 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
                    "seconds": round(time.time() - started, 1)}
         if start_state is not None:
             metrics["adversary_restarts"] = restarts
+        if good is not None and recent is not None:
+            metrics["recent_loss_target"] = recent.item()
+            chance = math.log(t_logits.shape[1])
+            if metrics["recent_loss_target"] > chance:
+                multiplier = _restore(good, nets, opt_a, opt_t, opts_i)
+                metrics["rolled_back"] = 1.0
+                log.warning("pipeline epoch %d: the gesture net's recent cross-entropy %.3g is "
+                            "above chance (%.3g): back to the previous epoch's nets", epoch + 1,
+                            metrics["recent_loss_target"], chance)
+            else:
+                good = _snapshot(nets, opt_a, opt_t, opts_i, multiplier)
+                metrics["rolled_back"] = 0.0
         history.append(metrics)
         log.info("pipeline epoch %d/%d %s", epoch + 1, config.epochs,
                  " ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float)))

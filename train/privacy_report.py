@@ -288,6 +288,7 @@ def write_report(path: Path, plot: Path, config: StudyConfig, results: list[dict
            "(anonynoise.losses.confusion_loss)" if config.pipeline.reid_push == "confusion"
            else f"Re-ID term cap {config.cap_of(shipped)}")
         + _bound_text(config.pipeline) + _adversary_text(config.pipeline)
+        + _rollback_text(config.pipeline, results, main)
         + ", and the runtime's "
         f"cap of {DEFAULT_MAX_EVENT_RATIO:g} events out per event in, per window, in expectation "
         "(anonynoise.anonymizer.cap_event_rate).",
@@ -299,7 +300,8 @@ def write_report(path: Path, plot: Path, config: StudyConfig, results: list[dict
         f"keep the gesture within {100 * GESTURE_LOSS:g} points of clean; if none does, the one "
         "that misses the two bars by the least in total (gesture points over the bar plus the "
         "attacker's rank-1 over its bar, as fractions of clean: an anonymizer that destroyed "
-        "the gesture is not chosen for the privacy that comes with it)" + ("." if shipped_seed is None else
+        "the gesture is not chosen for the privacy that comes with it)"
+        + ("." if shipped_seed is None else
                   f"; its anonymizer is seed {shipped_seed}'s, the seed chosen by the same rule "
                   "(each seed judged against its own clean nets and strongest attacker)."),
         f"- Every ClassNet (clean baseline, attackers): {config.fit.network}"
@@ -428,6 +430,18 @@ def _bound_text(pipeline: CompositeConfig) -> str:
             f"{pipeline.bound_dual_lr:g})")
 
 
+def _rollback_text(pipeline: CompositeConfig, results: list[dict], key: str) -> str:
+    if not pipeline.rollback:
+        return ""
+    undone = [f"seed {r['seed']}: epoch "
+              f"{', '.join(map(str, r['weights'][key]['rolled_back_epochs']))}"
+              for r in results if r["weights"][key].get("rolled_back_epochs")]
+    return ("; an epoch that ends with the pipeline's gesture net above chance (its "
+            "cross-entropy over the last ~50 steps above ln of the gestures) is undone, every "
+            "net and optimiser back to the previous epoch's end (here: "
+            + ("; ".join(undone) if undone else "none") + ")")
+
+
 def _adversary_text(pipeline: CompositeConfig) -> str:
     if (pipeline.adversary_steps == 1 and pipeline.lr_adversary is None
             and pipeline.adversaries == 1 and not pipeline.adversary_restart):
@@ -542,7 +556,9 @@ def study_config(args) -> StudyConfig:
                              adversary_steps=getattr(args, "adversary_steps", 1),
                              lr_adversary=getattr(args, "adversary_lr", None),
                              adversaries=getattr(args, "adversaries", 1),
-                             adversary_restart=getattr(args, "adversary_restart", False)),
+                             adversary_restart=getattr(args, "adversary_restart", False),
+                             # a results.json from before the rollback: none
+                             rollback=not getattr(args, "no_rollback", True)),
                          reid_weights=tuple(args.reid_weights),
                          clean_target_weights=tuple(_clean_target_weights(args)),
                          noise_budgets=tuple(budgets) if len(budgets) > 1 else (),
@@ -619,6 +635,10 @@ def main(argv=None) -> int:
     ap.add_argument("--reid-push", choices=["triplet", "confusion"], default="triplet",
                     help="the anonymizer's Re-ID term: minus the adversary's triplet loss (the "
                          "reference) or its posterior over identities pushed to uniform")
+    ap.add_argument("--no-rollback", action="store_true",
+                    help="keep a pipeline epoch that ends with the gesture net above chance "
+                         "(the reference keeps the last epoch regardless); by default the nets "
+                         "go back to the previous epoch's")
     ap.add_argument("--target-ce-bound", type=float, default=None,
                     help="push identities apart only in steps where the pipeline's gesture net's "
                          "cross-entropy is at most this (keeps the push from destroying the "

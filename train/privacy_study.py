@@ -346,6 +346,8 @@ def study_variant(config: StudyConfig, data_dir: Path, seed_dir: Path, variant: 
                                   device=device)
     anon_test = test_spans[n_clip]
     row = {"variant": asdict(variant), "pipeline": history[-1],
+           # epochs that ended above chance and were undone (CompositeConfig.rollback)
+           "rolled_back_epochs": [h["epoch"] + 1 for h in history if h.get("rolled_back")],
            "event_rate_ratio": _mass(anon_test) / _mass(clean_test),
            "target_top1_pipeline": target_accuracy(target_net, anon_test, d["t_test"], device),
            "target_top1_clean_net": target_accuracy(target_clean, anon_test, d["t_test"], device),

@@ -125,6 +125,36 @@ def test_the_target_ce_bound_switches_the_reid_push_off_while_the_task_suffers()
     assert not _same(never, always)  # the push did something
 
 
+def test_an_epoch_that_ends_above_chance_is_undone():
+    """A gesture net far above chance (huge logits on random clips) makes every epoch end
+    above chance: with the rollback every net ends exactly as it started, and each epoch says
+    it was undone; without it the nets move. With one gesture (chance 0, CE 0) no epoch is
+    undone and the rollback changes nothing."""
+    def run(classes, rollback):
+        windows, targets, ids, anon, nets = _tiny_pipeline(16)
+        if classes == 1:
+            targets = np.zeros_like(targets)
+            nets[0] = ClassNet("resnet18", 1, 10)
+        else:
+            with torch.no_grad():
+                nets[0].classifier[0].weight.mul_(1e4)
+        start = [{k: v.clone() for k, v in n.state_dict().items()} for n in (anon, *nets)]
+        history = train_composite(anon, *nets, windows, targets, ids, CompositeConfig(
+            epochs=2, batch=8, reid_weight=1.0, rollback=rollback))
+        return start, [n.state_dict() for n in (anon, *nets)], history
+
+    start, end, history = run(3, True)
+    assert [h["rolled_back"] for h in history] == [1.0, 1.0]
+    assert all(h["recent_loss_target"] > np.log(3) for h in history)
+    assert all(_same(a, b) for a, b in zip(start, end))
+    start, end, history = run(3, False)
+    assert "rolled_back" not in history[-1]
+    assert not _same(start[0], end[0])
+    _, kept, history = run(1, True)
+    assert [h["rolled_back"] for h in history] == [0.0, 0.0]
+    assert all(_same(a, b) for a, b in zip(kept, run(1, False)[1]))
+
+
 def test_the_dual_multiplier_moves_by_the_bounds_slack():
     """Dual ascent starts with the push off: a bound no batch meets keeps it off (as a Re-ID
     weight of 0); a bound every batch meets by far, with step 1, opens it fully after the
@@ -277,6 +307,9 @@ def test_privacy_report_tiny_end_to_end(tmp_path):
     saved = json.loads((data / "results.json").read_text())
     assert len(saved["results"][0]["weights"]["1.0"]["attackers"]) == 6
     row = saved["results"][0]["weights"]["1.0"]
+    undone = row["rolled_back_epochs"]  # the report's default rollback says what it undid
+    assert f"back to the previous epoch's end (here: " + (
+        f"seed 0: epoch {', '.join(map(str, undone))}" if undone else "none") + ")" in text
     assert 0 <= row["target_top1_post"] <= 1 and 0 <= row["target_top1_post_denoised"] <= 1
     anon = Anonymizer(ship, "cpu", allow_weak=True)
     assert anon.representation.window_us == 50_000
