@@ -250,14 +250,14 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
             if metrics["recent_loss_target"] > chance:
                 multiplier = _restore(good, nets, opt_a, opt_t, opts_i)
                 metrics["rolled_back"] = 1.0
-                log.warning("pipeline epoch %d: the gesture net's recent cross-entropy %.3g is "
-                            "above chance (%.3g): back to the previous epoch's nets", epoch + 1,
-                            metrics["recent_loss_target"], chance)
+                log.warning("seed %d pipeline epoch %d: the gesture net's recent cross-entropy "
+                            "%.3g is above chance (%.3g): back to the previous epoch's nets",
+                            config.seed, epoch + 1, metrics["recent_loss_target"], chance)
             else:
                 good = _snapshot(nets, opt_a, opt_t, opts_i, multiplier)
                 metrics["rolled_back"] = 0.0
         history.append(metrics)
-        log.info("pipeline epoch %d/%d %s", epoch + 1, config.epochs,
+        log.info("seed %d pipeline epoch %d/%d %s", config.seed, epoch + 1, config.epochs,
                  " ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float)))
     for net in (anon, target_net, *adversaries):
         net.eval()
