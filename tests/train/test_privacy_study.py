@@ -299,7 +299,8 @@ def test_privacy_report_tiny_end_to_end(tmp_path):
                 "the same with a denoiser in front (the reference's --denoisenet)",
                 "gesture top-1 (the better target net post-trained on anonymized clips, "
                 "without or with a denoiser) within 10 points",
-                "its anonymizer is seed 0's, the seed chosen by the same rule"):
+                "its anonymizer is seed 0's, the seed chosen by the same rule",
+                "# Privacy report: the shipped light anonymizer", "The variant that ships:"):
         assert row in text
     minutes = json.loads((data / "results.json").read_text())["seconds"] / 60
     assert f"| the whole report <= 30 minutes on this CPU | {minutes:.1f} minutes | yes |" in text
@@ -317,6 +318,9 @@ def test_privacy_report_tiny_end_to_end(tmp_path):
     out.unlink()
     assert main(args[:-2] + ["--render"]) == 0 and "| clean |" in out.read_text()
     assert "8 wide" in out.read_text()  # the width comes back from results.json
+    # rendered without --ship, a run that shipped is still the shipped model's report
+    assert main(args[:-4] + ["--render"]) == 0
+    assert "# Privacy report: the shipped light anonymizer" in out.read_text()
 
 
 def test_privacy_report_sweeps_noise_budgets(tmp_path):
@@ -333,6 +337,9 @@ def test_privacy_report_sweeps_noise_budgets(tmp_path):
     text = out.read_text()
     assert "| Re-ID weight 1, noise budget 0.5 |" in text
     assert "| Re-ID weight 1, noise budget 2 |" in text
+    # no --ship: a study of the configuration, whose anonymizer must not be called shipped
+    assert "(a study: nothing shipped)" in text and "The variant that would ship:" in text
+    assert "shipped light anonymizer" not in text
     for key, budget in (("1.0+budget0.5", 0.5), ("1.0+budget2.0", 2.0)):
         assert load_checkpoint(data / "seed0" / f"anonymizer-{key}.pt").training[
             "noise_budget"] == budget
