@@ -235,14 +235,14 @@ def fmt(values) -> str:
 
 def write_report(path: Path, plot: Path, config: StudyConfig, results: list[dict],
                  real: dict, seconds: float, command: str, main: str,
-                 device: str, note: str = "", shipped_seed: int | None = None,
-                 ships: bool = True) -> None:
+                 device: str, note: str = "", shipped_seed: int | None = None, *,
+                 ships: bool) -> None:
     """ships: the run copied its chosen anonymizer to the stream's model (--ship); without it
     the report is a study of that configuration and must not call its anonymizer shipped."""
     keys = complete_keys(results)
     model = "shipped model" if ships else "chosen variant's anonymizer, not shipped"
-    shipped = Variant.from_key(main)
-    budget = config.budget_of(shipped)
+    chosen = Variant.from_key(main)
+    budget = config.budget_of(chosen)
     rows = [r["weights"][main] for r in results]
     clean_r1 = [r["clean"]["rank1"] for r in results]
     attackers = common_attackers(rows)
@@ -282,7 +282,7 @@ def write_report(path: Path, plot: Path, config: StudyConfig, results: list[dict
            if config.anon_identity_start else "from a default initialisation, ") +
         f"trained by train.composite for {config.pipeline.epochs} epochs (Adam "
         f"{config.pipeline.lr_anon:g}; helpers {config.pipeline.lr_helper:g}) from the clean "
-        f"nets, {shipped.label} (chosen by the rule below from "
+        f"nets, {chosen.label} (chosen by the rule below from "
         f"{'; '.join(Variant.from_key(k).label for k in keys)}), noise budget "
         f"{budget:g} x the input's events (penalty, "
         + ("on the anonymizer's own output" if all(
@@ -292,7 +292,7 @@ def write_report(path: Path, plot: Path, config: StudyConfig, results: list[dict
            "that was fixed") + "), "
         + ("Re-ID term the adversary's posterior over identities pushed to uniform "
            "(anonynoise.losses.confusion_loss)" if config.pipeline.reid_push == "confusion"
-           else f"Re-ID term cap {config.cap_of(shipped)}")
+           else f"Re-ID term cap {config.cap_of(chosen)}")
         + _bound_text(config.pipeline) + _adversary_text(config.pipeline)
         + _rollback_text(config.pipeline, results, main)
         + ", and the runtime's "
@@ -302,7 +302,8 @@ def write_report(path: Path, plot: Path, config: StudyConfig, results: list[dict
         "- The clean target weight is the weight of a frozen copy of the clean target net's "
         "cross-entropy in the anonymizer's loss: a consumer's net trained on clean events "
         "must still work.",
-        f"- The variant that {'ships' if ships else 'would ship'}: the most private (strongest fresh attacker) of those that "
+        f"- The variant that {'ships' if ships else 'would ship'}: the most private (strongest "
+        "fresh attacker) of those that "
         f"keep the gesture within {100 * GESTURE_LOSS:g} points of clean; if none does, the one "
         "that misses the two bars by the least in total (gesture points over the bar plus the "
         "attacker's rank-1 over its bar, as fractions of clean: an anonymizer that destroyed "
@@ -789,13 +790,13 @@ def main(argv=None) -> int:
         raise AnonyNoiseError(f"{data_dir}: no variant has finished on every seed")
     key = choose_variant(results, keys)
     seed = choose_seed(results, key)
-    shipped = data_dir / f"seed{seed['seed']}" / f"anonymizer-{key}.pt"
+    chosen = data_dir / f"seed{seed['seed']}" / f"anonymizer-{key}.pt"
     if args.ship:
         ship = Path(args.ship)
         ship.parent.mkdir(parents=True, exist_ok=True)
         with atomic_output(ship) as tmp:  # a copy cut short must not replace the stream's model
-            shutil.copyfile(shipped, tmp)
-        print(f"shipped {shipped} as {args.ship}")
+            shutil.copyfile(chosen, tmp)
+        print(f"shipped {chosen} as {args.ship}")
         lost = seed["clean"]["target_top1"] - gesture(seed["weights"][key])
         if lost > GESTURE_LOSS:
             print(f"warning: no seed's anonymizer keeps the gesture within "
@@ -803,10 +804,10 @@ def main(argv=None) -> int:
                   f"the shipped one loses {100 * lost:.0f}")
     real = {}
     real_dir = Path(args.real)
-    if real_dir.is_dir() and shipped.is_file():
+    if real_dir.is_dir() and chosen.is_file():
         out_dir = data_dir / "real-out"
         out_dir.mkdir(parents=True, exist_ok=True)
-        real = real_rates(shipped, real_dir, out_dir, config.filter_config)
+        real = real_rates(chosen, real_dir, out_dir, config.filter_config)
     out = Path(args.out or ("runs/tiny/privacy-report.md" if args.tiny
                             else "docs/privacy-report.md"))
     # a render says "shipped" where the run it renders shipped, or where it ships itself
