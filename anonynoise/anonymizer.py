@@ -30,8 +30,17 @@ from anonynoise.filters import warm_up as warm_up_filters
 from anonynoise.fused import anonymized_output
 from anonynoise.models import ANONYMIZER_KINDS
 from anonynoise.models.noise import noise_generators
+from anonynoise.identity import NovelShare
+from anonynoise.identity import warm_up as warm_up_identity
 
 log = logging.getLogger(__name__)
+
+# Behind no filter that moves events, a window whose output has less than this share of events
+# its input does not account for (cell by cell: anonynoise/identity.py) is refused, whatever
+# allow_weak says: an identity net, or one that only deletes events, gives 0. The same bound
+# as the calibration's.
+MIN_NOVEL_SHARE = 0.05
+NOVEL_MIN_EVENTS = 20  # fewer output events than this say too little to judge
 
 # Mean |max(anonymized, 0) - input| (what the sampler sees) relative to the mean input on the
 # calibration window, below which a net counts as near-identity: its output would be the raw
@@ -61,7 +70,7 @@ class AnonymizedWindow:
     """One anonymized window: the events to publish and the tensor they were sampled from."""
 
     events: EventBatch
-    tensor: np.ndarray  # (bins, 2, H, W) float32, the net's output
+    tensor: np.ndarray | None  # (bins, 2, H, W) float32, the net's output; None: no events in
     t_start: int
     t_end: int
 
@@ -88,16 +97,21 @@ def cap_event_rate(anonymized: torch.Tensor, clean: torch.Tensor,
     return anonymized * factor
 
 
-def _check_filters(ckpt: Checkpoint, filters: FilterConfig | None, allow_weak: bool) -> None:
+def _check_filters(ckpt: Checkpoint, filters: FilterConfig | None,
+                   allow_weak: bool) -> str | None:
     """Refuse a net trained behind privacy filters (train.privacy_report --filters) that is
-    run without them or behind others: its privacy was measured with those filters only."""
+    run without them or behind others: its privacy was measured with those filters only.
+    With allow_weak, the weakening it accepted (None: none)."""
     trained = ((ckpt.training or {}).get("filters") or {}).get("spec", "none")
     used = filters.spec if filters is not None else "none"
-    if trained != "none" and trained != used and not allow_weak:
+    if trained != "none" and trained != used:
+        if allow_weak:
+            return f"trained behind the filters {trained}, run behind {used}"
         raise CheckpointError(
             f"{ckpt.source}: refused: it was trained behind the privacy filters {trained!r} "
             f"and would run behind {used!r}; leave --filters at model (the default: those) or "
             f"pass --filters {trained} (or allow_weak, --allow-weak, to run it anyway)")
+    return None
 
 
 def _recorded_filters(ckpt: Checkpoint, request: ModelFilters) -> FilterConfig | None:
@@ -163,7 +177,9 @@ class Anonymizer:
             filters = _recorded_filters(ckpt, filters)
         self.filters = filters.check() if filters is not None and filters.steps else None
         self._filter = None if self.filters is None else PrivacyFilter(self.filters, seed=seed)
-        _check_filters(ckpt, self.filters, allow_weak)
+        weakened = _check_filters(ckpt, self.filters, allow_weak)
+        # what allow_weak let through: warned at the start, named in every stream header
+        self.weakened: list[str] = [weakened] if weakened else []
         represent.warm_up()
         if self._filter is not None:
             warm_up_filters()
@@ -171,12 +187,23 @@ class Anonymizer:
         # behind a filter that moves events a weak net is no weaker than the filters alone,
         # which run without a net (FilterAnonymizer) as well: its output is not the raw events
         moved = self.filters is not None and self.filters.moves_events
-        if self.noise_strength < MIN_NOISE_STRENGTH and not moved and not allow_weak:
-            raise CheckpointError(
-                f"{ckpt.source}: refused: its noise on a calibration window is "
-                f"{self.noise_strength:.1%} of the signal (below {MIN_NOISE_STRENGTH:.0%}), so "
-                "its output would be close to the raw events; pass allow_weak (--allow-weak) "
-                "to use it anyway")
+        if self.noise_strength < MIN_NOISE_STRENGTH and not moved:
+            if not allow_weak:
+                raise CheckpointError(
+                    f"{ckpt.source}: refused: its noise on a calibration window is "
+                    f"{self.noise_strength:.1%} of the signal (below {MIN_NOISE_STRENGTH:.0%}), "
+                    "so its output would be close to the raw events; pass allow_weak "
+                    "(--allow-weak) to use it anyway")
+            self.weakened.append(f"near-identity net (noise {self.noise_strength:.1%} of the "
+                                 "signal)")
+        # with no filter moving every event, only the net stands between the raw events and
+        # the output: every window is checked for repeating its input (_refuse_raw)
+        self._novel: NovelShare | None = None
+        self._guard_raw = not moved
+        if self._guard_raw:
+            warm_up_identity()
+        for reason in self.weakened:
+            log.warning("weakened anonymization (allow_weak): %s", reason)
 
     @property
     def bins(self) -> int:
@@ -249,6 +276,7 @@ class Anonymizer:
     def anonymize(self, events: EventBatch, t_start: int, t_end: int) -> AnonymizedWindow:
         """Anonymize the events of [t_start, t_end); refused windows raise
         AnonymizationRefused and are counted in `refused`."""
+        raw = events
         if self._filter is not None:
             try:
                 with self._filter_lock:
@@ -258,6 +286,11 @@ class Anonymizer:
                     self.refused += 1
                 raise AnonymizationRefused(f"privacy filters failed: {type(e).__name__}: "
                                            f"{str(e).strip()[:200]}") from None
+        if len(events) == 0:
+            # nothing in, nothing out: the event-rate cap allows no events in an empty
+            # window (uncapped, the net's output there is noise alone, nothing of the scene).
+            # Skipping the net makes a stretch of empty windows cost next to nothing.
+            return AnonymizedWindow(events, None, int(t_start), int(t_end))
         counts = represent.events_to_counts(events, t_start, t_end, self.bins)
         tensor = self.anonymize_tensor(counts)
         try:
@@ -268,7 +301,26 @@ class Anonymizer:
             with self._lock:
                 self.refused += 1
             raise AnonymizationRefused(str(e)) from None
+        if self._guard_raw:
+            self._refuse_raw(raw, out, t_start, t_end)
         return AnonymizedWindow(out, tensor, int(t_start), int(t_end))
+
+    def _refuse_raw(self, raw: EventBatch, out: EventBatch, t_start: int, t_end: int) -> None:
+        """Refuse (fail closed) a window whose output its raw input accounts for, cell by cell
+        (the input again, or a part of it): whatever the net and the flags, such a window is
+        raw events."""
+        if len(out) < NOVEL_MIN_EVENTS:
+            return
+        with self._lock:
+            if self._novel is None or \
+                    (self._novel.width, self._novel.height) != raw.sensor_size:
+                self._novel = NovelShare(raw.width, raw.height)
+            novel = self._novel(raw, out, t_start, t_end, self.bins)
+            if novel < MIN_NOVEL_SHARE:
+                self.refused += 1
+                raise AnonymizationRefused(
+                    f"the output repeats the input: only {novel:.1%} of its events are not raw "
+                    f"events (below {MIN_NOVEL_SHARE:.0%}; no filter moves them)")
 
     def _calibrate(self) -> float:
         """Relative noise strength on a synthetic window (and a warm-up of the whole path)."""
@@ -318,6 +370,8 @@ class FilterAnonymizer(Anonymizer):
         self.filters = filters
         self._filter = PrivacyFilter(filters, seed=seed)
         self.noise_strength = None
+        self.weakened = []
+        self._guard_raw = False  # its filters move every event (checked above)
         represent.warm_up()
         warm_up_filters()
 

@@ -338,7 +338,8 @@ def cmd_anonymize(args) -> int:
                        absolute_time=args.absolute_time, allow_weak=args.allow_weak,
                        filters=filter_config(args))
     print(f"wrote {args.output}: {s['events_out']:,} anonymized events from {s['events_in']:,} "
-          f"in {s['windows']} windows ({s['refused']} dropped: anonymization failed)")
+          f"in {s['windows']} windows ({s['refused']} dropped: anonymization failed"
+          + (f"; {s['time_jumps']} jumps in time skipped" if s["time_jumps"] else "") + ")")
     print_npy_note(args.output, s["sensor_size"])
     return 0
 

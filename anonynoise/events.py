@@ -26,7 +26,14 @@ TONIC_DTYPE = np.dtype([("x", "<i2"), ("y", "<i2"), ("t", "<i8"), ("p", "?")])
 PACKED_DTYPE = np.dtype([("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("p", "u1")])
 
 DVS_GESTURE_SENSOR = (128, 128)
-_MAX_SENSOR_SIDE = int(np.iinfo(np.int16).max) + 1
+# No sensor can be wider or taller than this, whoever says so: x and y are int16 (32,767 at
+# most), and the wire protocol's consumers bound their pictures by it (stream/protocol.py).
+MAX_SENSOR_SIDE = 16384
+# The largest sensor a file header or a peer may declare without the caller saying so: above
+# every event sensor made (the largest are 1280x720 and 1280x960). A damaged header's size
+# would otherwise drive allocation (% Width 32768 took 7.5 GB). A caller who passes the size
+# explicitly may go up to MAX_SENSOR_SIDE.
+MAX_SENSOR_SIZE = (4096, 4096)
 
 
 @dataclass(frozen=True, eq=False)
@@ -117,13 +124,29 @@ def _check_sensor_size(width: int, height: int) -> None:
     for name, v in (("width", width), ("height", height)):
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
             raise AnonyNoiseError(f"sensor {name} must be an integer, got {v!r}")
-        if not 0 < v <= _MAX_SENSOR_SIDE:
-            raise AnonyNoiseError(f"sensor {name} must be in 1..{_MAX_SENSOR_SIDE}, got {v}")
+        if not 0 < v <= MAX_SENSOR_SIDE:
+            raise AnonyNoiseError(f"sensor {name} must be in 1..{MAX_SENSOR_SIDE}, got {v}")
+
+
+def check_sensor_limit(width: int, height: int) -> None:
+    """Refuse a declared sensor size (from a file header, a peer, the events' extent) larger
+    than MAX_SENSOR_SIZE: such a size is a damaged or hostile header, not a sensor."""
+    _check_sensor_size(width, height)
+    if width > MAX_SENSOR_SIZE[0] or height > MAX_SENSOR_SIZE[1]:
+        raise AnonyNoiseError(f"sensor size {width}x{height} is larger than any event sensor "
+                              f"(at most {MAX_SENSOR_SIZE[0]}x{MAX_SENSOR_SIZE[1]} unless the "
+                              "caller gives the size)")
+
+
+# |t| at most 2**62 µs (146,000 years): window arithmetic (t + window, t - origin) on int64
+# never overflows. Beyond it a timestamp is a damaged file, not a time.
+T_LIMIT_US = 1 << 62
 
 
 @numba.njit(cache=True, nogil=True)
 def _first_invalid(t, x, y, p, width, height, t_prev):
-    """Index and kind of the first invalid event, or (-1, 0). Kinds: 1 xy, 2 p, 3 t order."""
+    """Index and kind of the first invalid event, or (-1, 0). Kinds: 1 xy, 2 p, 3 t order,
+    4 t out of range."""
     for i in range(t.shape[0]):
         if x[i] < 0 or x[i] >= width or y[i] < 0 or y[i] >= height:
             return i, 1
@@ -131,6 +154,8 @@ def _first_invalid(t, x, y, p, width, height, t_prev):
             return i, 2
         if t[i] < t_prev:
             return i, 3
+        if t[i] > T_LIMIT_US or t[i] < -T_LIMIT_US:
+            return i, 4
         t_prev = t[i]
     return -1, 0
 
@@ -150,6 +175,9 @@ def validate_events(events: EventBatch) -> None:
     if kind == 2:
         raise AnonyNoiseError(f"invalid events: event {i} has polarity {events.p[i]}; "
                               "polarities must be 0 (OFF) or 1 (ON)")
+    if kind == 4:
+        raise AnonyNoiseError(f"invalid events: event {i} has timestamp {events.t[i]} µs, "
+                              f"beyond ±2**62 µs (a damaged time word, not a time)")
     before = events.t[i - 1] if i > 0 else lo
     raise AnonyNoiseError(f"invalid events: timestamps decrease at event {i} "
                           f"({before} -> {events.t[i]} µs); events must be sorted by time")

@@ -9,9 +9,15 @@ IMU samples and triggers are counted for `info` and left in the file.
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
+import logging
+import mmap
 import os
 import re
+import struct
+import sys
+import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -26,8 +32,8 @@ from anonynoise.events import (
     PACKED_DTYPE,
     EventBatch,
     concatenate,
+    check_sensor_limit,
     empty_events,
-    from_dv,
     from_dvsgesture_array,
     from_structured,
     make_events,
@@ -35,6 +41,7 @@ from anonynoise.events import (
     to_structured,
 )
 
+log = logging.getLogger(__name__)
 AEDAT4_MAGIC = b"#!AER-DAT4.0"
 # faery's event layout (its EVENTS_DTYPE): what its AEDAT 4 encoder takes. Byte for byte our
 # PACKED_DTYPE where t >= 0 and p is 0 or 1, so packed records are handed over as a view.
@@ -75,6 +82,18 @@ def _parse_sensor(sensor_size: SensorSize | None) -> tuple[int, int] | None:
     return int(sensor_size[0]), int(sensor_size[1])
 
 
+def _check_declared(path: Path, width, height, caller: tuple[int, int] | None) -> None:
+    """A sensor size a file declares: valid, and within MAX_SENSOR_SIZE unless the caller
+    gave the same size (a header's size must not drive allocation on its own)."""
+    try:
+        if caller is not None and caller == (width, height):
+            empty_events(width, height)  # the int16 limit still holds
+        else:
+            check_sensor_limit(width, height)
+    except AnonyNoiseError as e:
+        raise AnonyNoiseError(f"{path}: the file's {str(e).removeprefix('sensor ')}") from None
+
+
 class EventReader:
     """Base of the readers: iterate for EventBatch objects; `info` says what the file is."""
 
@@ -98,87 +117,196 @@ class EventReader:
 
 
 # ---------------------------------------------------------------------------------------------
-# AEDAT 4 (dv-processing)
+# AEDAT 4 (faery's decoder, behind a check of the packet chain)
+#
+# Why not dv-processing here: on a damaged event packet (16 zeroed bytes, a deleted byte, bit
+# flips) dv-processing 2.0.4's getNextEventBatch() spins for ever at 100 % CPU holding the GIL,
+# so neither a timeout nor Ctrl-C can end it (34 of 100 mutated files). faery's Rust decoder
+# returns an error for a bad LZ4 frame, flatbuffer or coordinate instead. It trusts a packet's
+# declared size, though: a size of -5 made it ask for 4 GiB and abort the process. So every
+# packet header is checked against the file before faery reads a byte of it (_packet_chain).
+# dv-processing stays the camera's and the DV network output's library.
+
+AEDAT4_PREAMBLE = len(AEDAT4_MAGIC) + 2  # the magic and "\r\n"
+_AEDAT4_COMPRESSIONS = range(5)  # NONE, LZ4, LZ4_HIGH, ZSTD, ZSTD_HIGH
+_MAX_PACKET_BYTES = 1 << 28  # dv writes packets of a few 10 kB; far above any real one
 
 
-def _dv_reason(error: Exception) -> str:
-    """A short reason from dv-processing's multi-line C++ exception text."""
-    text = str(error)
-    if "End-Of-File" in text or "EndOfFile" in text:
-        return "the file ends early (truncated, or not an AEDAT 4 file)"
-    if "truncated" in text or "corrupt" in text:
-        return "the file is truncated or corrupt"
-    first = first_line(error, None)  # whole: the prefix goes before the cut
-    first = re.sub(r"^\S+\.hpp\(\d+\):.*?\(\)\s*", "", first)  # drop the C++ location prefix
-    return first[:200]
+def _flatbuffer_fields(buf: bytes) -> tuple[int, list[int]]:
+    """The root table's position and its fields' offsets (0: absent) of a flatbuffer."""
+    root = struct.unpack_from("<I", buf, 0)[0]
+    vtable = root - struct.unpack_from("<i", buf, root)[0]
+    vsize = struct.unpack_from("<H", buf, vtable)[0]
+    if vsize < 4 or vsize % 2 or vtable + vsize > len(buf):
+        raise ValueError("bad vtable")
+    fields = list(struct.unpack_from(f"<{(vsize - 4) // 2}H", buf, vtable + 4))
+    if any(root + f >= len(buf) for f in fields):
+        raise ValueError("field past the end")
+    return root, fields
+
+
+def _aedat4_layout(path: Path) -> tuple[int, int, int]:
+    """(first packet's offset, end of the packets, compression) from the file's IOHeader:
+    flatbuffer fields compression (int32), dataTablePosition (int64, -1: none), infoNode."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(AEDAT4_PREAMBLE + 4)
+        if len(head) < AEDAT4_PREAMBLE + 4:
+            raise AnonyNoiseError(f"{path}: the file ends inside its header (truncated)")
+        header_bytes = struct.unpack_from("<i", head, AEDAT4_PREAMBLE)[0]
+        first = AEDAT4_PREAMBLE + 4 + header_bytes
+        if not 8 <= header_bytes <= min(size, 1 << 24) or first > size:
+            raise AnonyNoiseError(f"{path}: corrupt AEDAT 4 header (declares {header_bytes} "
+                                  "bytes)")
+        buf = f.read(header_bytes)
+    try:
+        root, fields = _flatbuffer_fields(buf)
+        compression = struct.unpack_from("<i", buf, root + fields[0])[0] if fields[0] else 0
+        table = struct.unpack_from("<q", buf, root + fields[1])[0] \
+            if len(fields) > 1 and fields[1] else -1
+    except (struct.error, ValueError, IndexError):
+        raise AnonyNoiseError(f"{path}: corrupt AEDAT 4 header") from None
+    if compression not in _AEDAT4_COMPRESSIONS:
+        raise AnonyNoiseError(f"{path}: corrupt AEDAT 4 header (compression {compression})")
+    end = size if table < 0 else table
+    if not first <= end <= size:
+        raise AnonyNoiseError(f"{path}: the file is truncated or corrupt (its packet table "
+                              f"at byte {table} lies outside its {size} bytes)")
+    return first, end, compression
+
+
+def _packet_chain(path: Path, first: int, end: int, streams: set[int]) -> int:
+    """Walk the packet headers (int32 stream id, int32 size) from `first` to `end`; the number
+    of packets, or AnonyNoiseError at the first header that does not fit the file."""
+    count, offset = 0, first
+    with open(path, "rb") as f:
+        buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if end else b""
+        try:
+            while offset < end:
+                if offset + 8 > end:
+                    raise AnonyNoiseError(f"{path}: the file is truncated or corrupt (a packet "
+                                          f"header at byte {offset} is cut off)")
+                stream, size = struct.unpack_from("<ii", buf, offset)
+                if stream not in streams or not 0 < size <= min(_MAX_PACKET_BYTES,
+                                                                end - offset - 8):
+                    raise AnonyNoiseError(f"{path}: the file is truncated or corrupt (packet "
+                                          f"{count} at byte {offset}: stream {stream}, "
+                                          f"{size} bytes)")
+                offset += 8 + size
+                count += 1
+        finally:
+            if isinstance(buf, mmap.mmap):
+                buf.close()
+    return count
+
+
+def _faery_reason(error: BaseException) -> str:
+    text = first_line(error, 160)
+    if "fill whole buffer" in text:
+        return "the file is truncated"
+    return f"the file is corrupt ({text})"
+
+
+_FAERY_ERRORS = (RuntimeError, ValueError, OSError, TypeError)
 
 
 class Aedat4Reader(EventReader):
-    """Events of an AEDAT 4 file, batch by batch as stored (dv-processing MonoCameraRecording)."""
+    """Events of an AEDAT 4 file, batch by batch as stored (one batch a packet)."""
 
-    def __init__(self, path: str | os.PathLike):
-        import dv_processing as dv
+    def __init__(self, path: str | os.PathLike, sensor_size: SensorSize | None = None):
+        from faery import aedat
 
         self.path = Path(path)
         _check_readable(self.path)
+        caller = _parse_sensor(sensor_size)  # the header decides; a wrong guess is refused
         with open(self.path, "rb") as f:
             if f.read(len(AEDAT4_MAGIC)) != AEDAT4_MAGIC:
-                raise AnonyNoiseError(f"{self.path}: not an AEDAT 4 file (no {AEDAT4_MAGIC.decode()} "
-                                      "header)")
+                raise AnonyNoiseError(f"{self.path}: not an AEDAT 4 file (no "
+                                      f"{AEDAT4_MAGIC.decode()} header)")
+        first, end, _ = _aedat4_layout(self.path)
         try:
-            self._recording = dv.io.MonoCameraRecording(str(self.path))
-            has_events = self._recording.isEventStreamAvailable()
-        except RuntimeError as e:
-            raise AnonyNoiseError(f"{self.path}: cannot read: {_dv_reason(e)}") from None
-        if not has_events:
+            with _rust_errors(), aedat.Decoder(self.path) as decoder:
+                tracks = decoder.tracks()
+                description = decoder.description()
+        except _FAERY_ERRORS as e:
+            raise AnonyNoiseError(f"{self.path}: cannot read: {_faery_reason(e)}") from None
+        events = [t for t in tracks if t.data_type == "events"]
+        if not events:
             raise AnonyNoiseError(f"{self.path}: the recording has no event stream")
-        width, height = self._recording.getEventResolution()
-        self.info = RecordingInfo(str(self.path), "aedat4", int(width), int(height), "header",
-                                  camera=self._recording.getCameraName(),
-                                  other_streams=self._count_other_streams())
+        self._track = events[0].id
+        self._packets = _packet_chain(self.path, first, end, {t.id for t in tracks})
+        width, height, camera = self._geometry(description, self._track, caller)
+        self.info = RecordingInfo(str(self.path), "aedat4", width, height, "header",
+                                  camera=camera, other_streams=self._count_other_streams(tracks))
 
-    def _count_other_streams(self) -> dict[str, int]:
-        """Count frames, IMU samples and triggers; they are read here and never returned."""
-        rec = self._recording
-        counts = {}
+    def _geometry(self, description, track: int,
+                  caller: tuple[int, int] | None) -> tuple[int, int, str | None]:
+        info = {}
+        for node in description:  # outInfo / <id> / info
+            for stream in node.nodes:
+                if stream.name == str(track):
+                    info = {k: a.value for n in stream.nodes if n.name == "info"
+                            for k, a in n.attributes.items()}
+        w, h = info.get("sizeX"), info.get("sizeY")
+        if not (isinstance(w, int) and isinstance(h, int)):
+            raise AnonyNoiseError(f"{self.path}: the header gives no valid event resolution "
+                                  f"(sizeX {w!r}, sizeY {h!r})")
+        if caller is not None and caller != (w, h):
+            raise AnonyNoiseError(f"{self.path}: the header says {w}x{h}, not "
+                                  f"{caller[0]}x{caller[1]}")
+        _check_declared(self.path, w, h, caller)
+        source = info.get("source")
+        return w, h, source if isinstance(source, str) and source else None
+
+    def _packets_of(self):
+        """(track, data) of every packet, as faery decodes them; AnonyNoiseError at the first
+        one it cannot."""
+        from faery import aedat
+
         try:
-            if rec.isFrameStreamAvailable():
-                n = 0
-                while rec.getNextFrame() is not None:
-                    n += 1
-                counts["frames"] = n
-            if rec.isImuStreamAvailable():
-                counts["imu"] = sum(len(b) for b in iter(rec.getNextImuBatch, None))
-            if rec.isTriggerStreamAvailable():
-                counts["triggers"] = sum(len(b) for b in iter(rec.getNextTriggerBatch, None))
-            rec.resetSequentialRead()
-        except RuntimeError as e:
-            raise AnonyNoiseError(f"{self.path}: cannot read: {_dv_reason(e)}") from None
+            with _rust_errors(), aedat.Decoder(self.path) as decoder:
+                for track, data in decoder:
+                    yield track, data
+        except _FAERY_ERRORS as e:
+            raise AnonyNoiseError(f"{self.path}: cannot read: {_faery_reason(e)}") from None
+
+    def _count_other_streams(self, tracks) -> dict[str, int]:
+        """Count frames, IMU samples and triggers; they are read here and never returned."""
+        names = {"frame": "frames", "imus": "imu", "triggers": "triggers"}
+        counts = {names[t.data_type]: 0 for t in tracks if t.data_type in names}
+        if not counts:
+            return counts
+        for track, data in self._packets_of():
+            name = names.get(track.data_type)
+            if name is not None:
+                counts[name] += 1 if name == "frames" else len(data)
         return counts
 
     def __iter__(self) -> Iterator[EventBatch]:
-        rec = self._recording
         size = self.sensor_size
         t_prev = None
-        try:
-            rec.resetSequentialRead()
-            while rec.isRunning():
-                store = rec.getNextEventBatch()
-                if store is None:
-                    break
-                if store.size() == 0:
-                    continue
-                try:
-                    batch = from_dv(store, size, t_prev=t_prev)
-                except AnonyNoiseError as e:
-                    raise AnonyNoiseError(f"{self.path}: {e}") from None
-                t_prev = int(batch.t[-1])
-                yield batch
-        except RuntimeError as e:
-            raise AnonyNoiseError(f"{self.path}: cannot read: {_dv_reason(e)}") from None
+        for track, data in self._packets_of():
+            if track.id != self._track or not len(data):
+                continue
+            try:
+                batch = from_structured(data, size, t_prev=t_prev)
+            except AnonyNoiseError as e:
+                raise AnonyNoiseError(f"{self.path}: {e}") from None
+            t_prev = int(batch.t[-1])
+            yield batch
 
-    def close(self) -> None:
-        self._recording = None
+
+@contextlib.contextmanager
+def _rust_errors():
+    """A panic inside faery (pyo3's PanicException, a BaseException) as a RuntimeError."""
+    try:
+        yield
+    except _FAERY_ERRORS:
+        raise
+    except BaseException as e:
+        if type(e).__name__ == "PanicException":
+            raise RuntimeError(f"decoder panic: {first_line(e, 120)}") from None
+        raise
 
 
 def to_event_store(events: EventBatch):
@@ -355,14 +483,22 @@ class PropheseeReader(EventReader):
             data_bytes = size - header_bytes - len(type_and_size)
             word = 8
             geometry = (header.get("width"), header.get("height"))
-            from_header = None if None in geometry else (int(geometry[0]), int(geometry[1]))
+            from_header = None
+            if None not in geometry:
+                if not all(re.fullmatch(r"\d{1,9}", g) for g in geometry):
+                    raise AnonyNoiseError(f"{self.path}: corrupt DAT header (Width {geometry[0]!r}"
+                                          f", Height {geometry[1]!r})")
+                from_header = (int(geometry[0]), int(geometry[1]))
         else:
             self.encoding = self._raw_encoding(header)
             data_bytes = size - header_bytes
             word = _WORD_BYTES[self.encoding]
             from_header = None
-            match = re.fullmatch(r"(\d+)x(\d+)", header.get("geometry", ""))
-            if match:
+            if "geometry" in header:
+                match = re.fullmatch(r"(\d{1,9})x(\d{1,9})", header["geometry"])
+                if not match:
+                    raise AnonyNoiseError(f"{self.path}: corrupt RAW header (geometry "
+                                          f"{header['geometry'][:40]!r})")
                 from_header = (int(match.group(1)), int(match.group(2)))
         if data_bytes % word:
             raise AnonyNoiseError(f"{self.path}: the file is truncated ({data_bytes} data bytes "
@@ -390,6 +526,7 @@ class PropheseeReader(EventReader):
             if from_caller is not None and from_caller != from_header:
                 raise AnonyNoiseError(f"{self.path}: the header says {from_header[0]}x"
                                       f"{from_header[1]}, not {from_caller[0]}x{from_caller[1]}")
+            _check_declared(self.path, *from_header, from_caller)
             return (*from_header, "header")
         if from_caller is not None:
             return (*from_caller, "the caller (--sensor)")
@@ -406,10 +543,14 @@ class PropheseeReader(EventReader):
             return
         wizard = Wizard(encoding=self.encoding, fpath=str(self.path), chunk_size=PROPHESEE_CHUNK)
         t_prev = None
+        said: list[str] = []
         try:
-            for chunk in wizard.read_chunk():
+            for chunk in _quietly(wizard.read_chunk(), said):
                 if chunk is None:
-                    raise AnonyNoiseError(f"{self.path}: expelliarmus could not decode the file")
+                    reason = next((s for s in said if s.startswith("ERROR")), "")
+                    raise AnonyNoiseError(f"{self.path}: expelliarmus could not decode the file"
+                                          + (f" ({reason.removeprefix('ERROR: ')})" if reason
+                                             else ""))
                 if not len(chunk):
                     continue
                 try:
@@ -420,6 +561,39 @@ class PropheseeReader(EventReader):
                 yield batch
         except (ValueError, TypeError, OSError) as e:
             raise AnonyNoiseError(f"{self.path}: cannot decode: {e}") from None
+
+
+# What expelliarmus' C code prints to the process's stderr (fd 2) on its own.
+_EXPELLIARMUS_SAYS = ("WARNING: The timestamps are not monotonic", "ERROR: ")
+
+
+def _quietly(chunks: Iterator, said: list[str]) -> Iterator:
+    """The items of expelliarmus' chunk iterator, with what its C code writes to fd 2 caught
+    into `said` instead of the terminal: a command's bad input ends in one line, ours (its
+    'timestamps are not monotonic' came before our own error). Other threads' writes to
+    stderr while a chunk is read are passed on after it."""
+    while True:
+        with tempfile.TemporaryFile() as caught:
+            saved = os.dup(2)
+            try:
+                sys.stderr.flush()
+                os.dup2(caught.fileno(), 2)
+                try:
+                    item = next(chunks)
+                except StopIteration:
+                    return
+                finally:
+                    os.dup2(saved, 2)
+            finally:
+                os.close(saved)
+            caught.seek(0)
+            for line in caught.read().decode("latin-1").splitlines(keepends=True):
+                if line.startswith(_EXPELLIARMUS_SAYS):
+                    said.append(line.strip())
+                    log.debug("expelliarmus: %s", line.strip())
+                else:
+                    os.write(2, line.encode("latin-1"))
+        yield item
 
 
 # ---------------------------------------------------------------------------------------------
@@ -465,7 +639,11 @@ class NumpyReader(EventReader):
         self.info = RecordingInfo(str(self.path), fmt, width, height, source)
 
     def _load_npy(self, caller):
+        _check_npy_size(self.path)
         array = np.load(self.path, allow_pickle=False)
+        if array.dtype.names and array.ndim != 1:
+            raise AnonyNoiseError(f"holds a structured array of shape {array.shape}, not a "
+                                  "one-dimensional array of events")
         if array.dtype.names:
             if caller is not None:
                 return from_structured(array, caller), "the caller (--sensor)"
@@ -493,6 +671,29 @@ class NumpyReader(EventReader):
             raise AnonyNoiseError(f"{self.path}: {e}") from None
         except _NUMPY_ERRORS as e:
             raise _numpy_error(self.path, e) from None
+
+
+def _check_npy_size(path: Path) -> None:
+    """Refuse an .npy whose header declares more data than the file holds before numpy
+    allocates it (a damaged shape of 1e13 elements asked for 100 TB)."""
+    fmt = np.lib.format
+    with open(path, "rb") as f:
+        try:
+            version = fmt.read_magic(f)
+            read_header = fmt.read_array_header_1_0 if version == (1, 0) else \
+                fmt.read_array_header_2_0
+            shape, _, dtype = read_header(f)
+        except Exception as e:  # noqa: BLE001 - numpy's header parser raises what it meets
+            # (ValueError, SyntaxError, tokenize.TokenError, ...) on a damaged header
+            raise AnonyNoiseError(f"not a readable NumPy file (its header: "
+                                  f"{first_line(e, 100)})") from None
+        left = path.stat().st_size - f.tell()
+    if dtype.hasobject:
+        return  # np.load refuses it (allow_pickle=False) with its own message
+    need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if need != left:
+        raise AnonyNoiseError(f"the header declares {shape} x {dtype.itemsize} bytes but the "
+                              f"file holds {left}: truncated or corrupt")
 
 
 class _NpzEvents:
@@ -606,13 +807,7 @@ def open_events(path: str | os.PathLike, sensor_size: SensorSize | None = None) 
         raise AnonyNoiseError(f"{path}: unknown event file type {path.suffix or '(none)'!r} "
                               f"(known: {', '.join(sorted(_READERS))})")
     if kind == "aedat4":
-        if sensor_size is not None:
-            _parse_sensor(sensor_size)  # the header decides; a wrong guess is caught below
-        reader = Aedat4Reader(path)
-        if sensor_size is not None and tuple(sensor_size[:2]) != reader.sensor_size:
-            raise AnonyNoiseError(f"{path}: the header says {reader.info.width}x"
-                                  f"{reader.info.height}, not {sensor_size[0]}x{sensor_size[1]}")
-        return reader
+        return Aedat4Reader(path, sensor_size)
     if kind == "prophesee":
         return PropheseeReader(path, sensor_size)
     return NumpyReader(path, sensor_size)

@@ -67,7 +67,7 @@ def open_anonymizer(model: str | os.PathLike | None, device: str = "auto", *,
         anonymizer = FilterAnonymizer(filters, window)
         return anonymizer, window, {"kind": "filters_only", "name": NO_MODEL, "sha256": None,
                                     "representation": anonymizer.representation.to_dict(),
-                                    "filters": filters.describe()}
+                                    "filters": filters.describe(), "weakened": []}
     path = Path(model) if model is not None else default_model()
     anonymizer = Anonymizer(path, device, threads=threads, allow_weak=allow_weak,
                             filters=filters)
@@ -76,7 +76,7 @@ def open_anonymizer(model: str | os.PathLike | None, device: str = "auto", *,
                 "sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:16],
                 "representation": ckpt.representation.to_dict(),
                 "filters": anonymizer.filters.describe() if anonymizer.filters is not None
-                else {"spec": "none"}}
+                else {"spec": "none"}, "weakened": list(anonymizer.weakened)}
     return anonymizer, choose_window(ckpt.representation, window_ms), identity
 
 
@@ -133,6 +133,7 @@ def anonymize_file(source: str | os.PathLike, output: str | os.PathLike,
                 summary["events_in"] += len(batch)
                 emit(windower.push(batch))
             emit(windower.flush())
+            summary["time_jumps"] = windower.gaps.count
             if summary["windows"] and summary["refused"] == summary["windows"]:
                 raise AnonyNoiseError(f"{source}: every window's anonymization failed; nothing "
                                       "written")

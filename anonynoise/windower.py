@@ -5,16 +5,55 @@ once an event at or after its end has arrived, or once the wall-clock watermark 
 (a quiet camera still produces empty windows, so consumers see time pass). A window holding
 more than `max_events` events (a burst) is thinned to that many, evenly spread, and the cut
 events are counted: a burst must not stall the pipeline.
+
+A jump in event time longer than `max_gap_us` (a 32-bit timestamp wrap, a glitched time word,
+a recording paused for hours) is not cut into empty windows: the window grid moves on to the
+first event after the jump (on the same grid), the jump is logged once with its size and
+counted in `gaps`. Cut into windows, one such jump cost 86,000 to 343,000 empty windows.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 
 import numba
 import numpy as np
 
 from anonynoise.events import EventBatch, concatenate, empty_events
+
+log = logging.getLogger(__name__)
+# A stretch of event time without events longer than this is a jump, not a quiet scene: a
+# still scene still gives sensor noise events every few ms.
+MAX_GAP_US = 10_000_000
+
+
+def gap_points(t: np.ndarray, max_gap_us: int) -> np.ndarray:
+    """Indices i where t[i] - t[i - 1] > max_gap_us (t sorted): where a batch jumps."""
+    return np.flatnonzero(np.diff(t) > max_gap_us) + 1 if len(t) > 1 else \
+        np.empty(0, np.int64)
+
+
+@dataclass
+class Gaps:
+    """Jumps in event time skipped by a windower or a pacer: how many, their sum, the
+    largest (µs)."""
+
+    count: int = 0
+    total_us: int = 0
+    largest_us: int = 0
+    seen: list = field(default_factory=list, repr=False)
+
+    def add(self, at_us: int, size_us: int, what: str) -> None:
+        """Count a jump; the first is logged as a warning with its size, later ones in the
+        debug log (a damaged file can jump thousands of times: the counts say how often)."""
+        self.count += 1
+        self.total_us += size_us
+        self.largest_us = max(self.largest_us, size_us)
+        (log.warning if self.count == 1 else log.debug)(
+            "%s: event time jumps by %.1f s at t=%d µs (no events in between); skipped, not "
+            "cut into empty windows%s", what, size_us / 1e6, at_us,
+            "" if self.count == 1 else f" (jump {self.count})")
 
 
 @dataclass(frozen=True)
@@ -54,27 +93,60 @@ class Windower:
     """Stateful: push batches, get complete windows in order."""
 
     def __init__(self, window_us: int, width: int, height: int, *, t0: int | None = None,
-                 max_events: int | None = None):
+                 max_events: int | None = None, max_gap_us: int = MAX_GAP_US):
         if window_us <= 0:
             raise ValueError(f"window must be positive, got {window_us} µs")
+        self.max_gap_us = max(int(max_gap_us), int(window_us))
+        self.gaps = Gaps()
+        self._t_last: int | None = None  # the last event pushed
         self.window_us = int(window_us)
         self.width, self.height = int(width), int(height)
         self.t_start = None if t0 is None else int(t0)  # start of the pending window
         self.max_events = None if max_events is None else int(max_events)
         self._pending: list[EventBatch] = []
         self.cut_events = 0
+        self.late_events = 0  # events that arrived after their window was closed
         self.windows = 0
 
     def push(self, batch: EventBatch) -> list[Window]:
         """Add a batch (sorted, not before what came earlier); the windows it completes."""
         if len(batch) == 0:
             return []
+        out = []
+        cuts = gap_points(batch.t, self.max_gap_us).tolist()
+        for start, stop in zip([0, *cuts], [*cuts, len(batch)]):
+            out += self._push(batch[start:stop])
+        return out
+
+    def _jump(self, t_next: int) -> list[Window]:
+        """Before an event at t_next far after the last one: close what is pending and move
+        the grid on to the window holding t_next, without the empty windows in between."""
+        gap = t_next - self._t_last
+        out = [self._close(None)] if self._pending else []
+        if self.t_start + self.window_us <= t_next:
+            skipped = (t_next - self.t_start) // self.window_us
+            self.t_start += skipped * self.window_us
+        self.gaps.add(self._t_last, gap, "windower")
+        return out
+
+    def _push(self, batch: EventBatch) -> list[Window]:
+        out = []
+        if self._t_last is not None and int(batch.t[0]) - self._t_last > self.max_gap_us \
+                and self.t_start is not None:
+            out = self._jump(int(batch.t[0]))
+        self._t_last = int(batch.t[-1])
+        return out + self._cut(batch)
+
+    def _cut(self, batch: EventBatch) -> list[Window]:
         if self.t_start is None:
             self.t_start = int(batch.t[0])
         elif int(batch.t[0]) < self.t_start:
-            # a source that goes back in time (a looped replay restarts): cut at the pending
-            # window's start rather than reorder; those events are dropped
+            # events of a window already closed (by the watermark, before a lagging source
+            # delivered them): a window once sent cannot take them, and moving them into the
+            # open one would put them outside its time, so they are dropped and counted
+            n = len(batch)
             batch = batch.slice_time(self.t_start, int(batch.t[-1]) + 1)
+            self.late_events += n - len(batch)
             if len(batch) == 0:
                 return []
         first_end = self.t_start + self.window_us

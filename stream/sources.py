@@ -20,6 +20,7 @@ import numpy as np
 from anonynoise.errors import AnonyNoiseError
 from anonynoise.events import EventBatch, from_dv
 from anonynoise.io import open_events
+from anonynoise.windower import MAX_GAP_US
 
 log = logging.getLogger(__name__)
 # A paced replay hands out at most this much event time at once: a window is complete once
@@ -76,9 +77,9 @@ class ReplaySource(Source):
         self.passes = 0
 
     def __iter__(self) -> Iterator[EventBatch]:
-        offset = 0
+        offset = skipped = 0
         wall0 = time.monotonic()
-        t_first = None
+        t_first = t_prev = None
         while not self._stopped.is_set():
             last = None
             with open_events(self.path, self.sensor_size) as reader:
@@ -88,12 +89,17 @@ class ReplaySource(Source):
                     if offset:
                         batch = _shift(batch, offset)
                     if t_first is None:
-                        t_first = int(batch.t[0])
+                        t_first = t_prev = int(batch.t[0])
                     for part in _pace_chunks(batch) if self.speed else (batch,):
                         if self._stopped.is_set():
                             return
                         if self.speed:
-                            due = wall0 + (int(part.t[-1]) - t_first) / 1e6 / self.speed
+                            # a jump in event time is not waited for (the windower skips it
+                            # too, and says so)
+                            if int(part.t[0]) - t_prev > MAX_GAP_US:
+                                skipped += int(part.t[0]) - t_prev
+                            t_prev = int(part.t[-1])
+                            due = wall0 + (t_prev - t_first - skipped) / 1e6 / self.speed
                             delay = due - time.monotonic()
                             if delay > 0:
                                 self._stopped.wait(delay)
@@ -111,18 +117,17 @@ def _shift(batch: EventBatch, offset: int) -> EventBatch:
 
 
 def _pace_chunks(batch: EventBatch):
-    """Split a batch into pieces of at most PACE_CHUNK_US of event time (smooth pacing)."""
-    t0, t1 = int(batch.t[0]), int(batch.t[-1])
-    if t1 - t0 <= PACE_CHUNK_US:
-        yield batch
-        return
-    edges = np.arange(t0 + PACE_CHUNK_US, t1 + 1, PACE_CHUNK_US)
-    cuts = np.searchsorted(batch.t, edges, side="left")
+    """Split a batch into pieces of at most PACE_CHUNK_US of event time (smooth pacing); the
+    chunk edges follow the events, so a jump in time costs no chunks."""
     start = 0
-    for c in (*cuts.tolist(), len(batch)):
-        if c > start:
-            yield batch[start:c]
-            start = c
+    while start < len(batch):
+        t0 = int(batch.t[start])
+        stop = int(np.searchsorted(batch.t, t0 + PACE_CHUNK_US, side="left"))
+        if start == 0 and stop == len(batch):
+            yield batch
+            return
+        yield batch[start:stop]
+        start = stop
 
 
 class SyntheticSource(Source):
