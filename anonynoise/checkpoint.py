@@ -6,15 +6,28 @@ A checkpoint is a `.pt` file holding a dict of plain Python types plus the state
      "kind": "light_anon" | "paper_anon" | "classnet" | "denoise",
      "arch": {constructor arguments}, "representation": {...} or None,
      "training": {a summary: stage, dataset, epochs, metrics, ...},
+     "weights_sha256": weights_hash(state_dict),
      "state_dict": {...}}
 
 It loads with `torch.load(..., weights_only=True)`, which refuses anything but tensors and plain
 types, so metadata is checked to be plain before saving. The reference saves bare state dicts
 (`.pth`) with its own module names; `load_net` detects them and builds the matching net.
+
+A damaged file is refused with a CheckpointError, never loaded with other weights: every
+member of the zip archive is checked against its CRC-32 (torch.load does not check them), the
+weights against the SHA-256 recorded when they were saved (a file written before the hash was
+recorded loads with a warning), and the metadata for type and range before any net is built:
+the net is first built on torch's meta device, which allocates nothing, and the state dict's
+names and shapes compared with it, so a net is only allocated as large as the weights the file
+holds.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import math
 import os
 import pickle
 import re
@@ -27,13 +40,24 @@ from torch import nn
 
 from anonynoise.atomic import atomic_output
 from anonynoise.errors import AnonyNoiseError, first_line
+from anonynoise.events import MAX_SENSOR_SIDE
 from anonynoise.models import ANONYMIZER_KINDS, MODEL_KINDS, build_model
 
+log = logging.getLogger(__name__)
+
 FORMAT = "anonynoise-checkpoint"
-VERSION = 1
+VERSION = 1  # weights_sha256 was added within version 1: older readers ignore it
+HASH_KEY = "weights_sha256"
 CHANNEL_ORDER = "bin-major: bin0-OFF, bin0-ON, bin1-OFF, bin1-ON, ..."
 ANY = "any"
 WHOLE_SAMPLE = "whole sample"
+# What a checkpoint's representation may say (checked on loading, before anything is
+# allocated): the project trains 5 bins of 2 polarities on sensors up to 1280x720 with windows
+# of 20 to 50 ms (the command line takes up to 60 s) or whole samples.
+MAX_BINS = 64
+MAX_POLARITIES = 2
+MAX_WINDOW_US = 600_000_000  # 10 minutes
+MAX_CHANNEL_ORDER = 200  # characters
 
 
 class CheckpointError(AnonyNoiseError):
@@ -65,14 +89,39 @@ class Representation:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Representation":
-        try:
-            return cls(bins=int(d["bins"]), polarities=int(d["polarities"]),
-                       width=None if d["width"] == ANY else int(d["width"]),
-                       height=None if d["height"] == ANY else int(d["height"]),
-                       window_us=None if d["window_us"] == WHOLE_SAMPLE else int(d["window_us"]),
-                       channel_order=str(d["channel_order"]))
-        except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"malformed representation {d!r}: {e}") from None
+        """The representation a checkpoint records, checked for type and range (an int is an
+        int, not a float or a string: the writer writes ints)."""
+
+        def bad(reason: str) -> CheckpointError:
+            return CheckpointError(f"malformed representation {_short(d)}: {reason}")
+
+        if not isinstance(d, dict):
+            raise bad("not a dict")
+        missing = [k for k in ("bins", "polarities", "width", "height", "window_us",
+                               "channel_order") if k not in d]
+        if missing:
+            raise bad(f"no {', '.join(missing)}")
+
+        def number(key: str, high: int, other: str | None = None):
+            value = d[key]
+            if other is not None and isinstance(value, str) and value == other:
+                return None
+            if not _is_int(value) or not 1 <= value <= high:
+                raise bad(f"{key} {_short(value)} is not an integer from 1 to {high:,}"
+                          + (f" or {other!r}" if other is not None else ""))
+            return value
+
+        width = number("width", MAX_SENSOR_SIDE, ANY)
+        height = number("height", MAX_SENSOR_SIDE, ANY)
+        if (width is None) != (height is None):
+            raise bad("width and height must both be sizes or both be 'any'")
+        order = d["channel_order"]
+        if not isinstance(order, str) or len(order) > MAX_CHANNEL_ORDER:
+            raise bad(f"channel_order {_short(order)} is not a short string")
+        return cls(bins=number("bins", MAX_BINS), polarities=number("polarities", MAX_POLARITIES),
+                   width=width, height=height,
+                   window_us=number("window_us", MAX_WINDOW_US, WHOLE_SAMPLE),
+                   channel_order=order)
 
     def describe(self) -> str:
         size = "any size" if self.width is None else f"{self.width}x{self.height}"
@@ -103,8 +152,27 @@ class Checkpoint:
     training: dict = field(default_factory=dict)
     source: str = ""  # where it was loaded from, for messages
 
+    def check(self) -> None:
+        """Raise CheckpointError unless the arch is within the net's limits, fits the
+        representation, and the state dict has exactly the net's names and shapes; allocates
+        nothing (the net is built on the meta device)."""
+        check_arch(self.kind, self.arch, self.source)
+        try:
+            with torch.device("meta"):
+                skeleton = build_model(self.kind, self.arch)
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"{self.source}: cannot build a {self.kind} from "
+                                  f"{_short(self.arch)}: {e}") from None
+        rep = self.representation
+        if rep is not None and self.kind in ANONYMIZER_KINDS and rep.channels != skeleton.channels:
+            raise CheckpointError(f"{self.source}: the net takes {skeleton.channels} channels "
+                                  f"but the representation has {rep.channels} ({rep.bins} bins x "
+                                  f"{rep.polarities} polarities)")
+        _check_fit(self, skeleton.state_dict())
+
     def build(self, device: str | torch.device = "cpu") -> nn.Module:
         """The net, weights loaded, in eval mode, on `device`."""
+        self.check()
         try:
             net = build_model(self.kind, self.arch)
         except (TypeError, ValueError) as e:
@@ -118,6 +186,92 @@ class Checkpoint:
             raise CheckpointError(f"{self.source}: weights do not fit a {self.kind} "
                                   f"{self.arch}: {detail[:240]}") from None
         return net.to(device).eval()
+
+
+def _short(value, limit: int = 80) -> str:
+    """repr(value), cut to `limit` characters: for messages about values read from a file."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_arch(kind: str, arch: dict, source: str = "") -> None:
+    """Raise CheckpointError unless `arch` holds only known constructor arguments of a `kind`
+    net, each of its type and within the net's ARCH_LIMITS (missing ones take defaults)."""
+    where = f"{source}: " if source else ""
+    if kind not in MODEL_KINDS:
+        raise CheckpointError(f"{where}unknown model kind {_short(kind)} (known: "
+                              f"{', '.join(sorted(MODEL_KINDS))})")
+    if not isinstance(arch, dict):
+        raise CheckpointError(f"{where}the {kind} architecture {_short(arch)} is not a dict")
+    limits = MODEL_KINDS[kind].ARCH_LIMITS
+    for key, value in arch.items():
+        if key not in limits:
+            raise CheckpointError(f"{where}a {kind} has no architecture argument {_short(key)} "
+                                  f"(known: {', '.join(sorted(limits))})")
+        rule, *bounds = limits[key]
+        if rule == "int" and not (_is_int(value) and bounds[0] <= value <= bounds[1]):
+            wanted = f"an integer from {bounds[0]} to {bounds[1]:,}"
+        elif rule == "float" and not (isinstance(value, (int, float))
+                                      and not isinstance(value, bool) and math.isfinite(value)
+                                      and bounds[0] < value <= bounds[1]):
+            wanted = f"a number above {bounds[0]:g} and at most {bounds[1]:g}"
+        elif rule == "choice" and not (isinstance(value, str) and value in bounds[0]):
+            wanted = f"one of {', '.join(bounds[0])}"
+        else:
+            continue
+        raise CheckpointError(f"{where}{kind} architecture: {key} {_short(value)} is not "
+                              f"{wanted}")
+
+
+def _check_fit(ckpt: "Checkpoint", expected: dict) -> None:
+    """Raise CheckpointError unless ckpt's state dict has the names and shapes of `expected`
+    (the state dict of the net its arch declares, on the meta device)."""
+    got = ckpt.state_dict
+    net = f"{ckpt.kind} {_short(ckpt.arch, 160)}"
+    missing = [k for k in expected if k not in got]
+    unexpected = [k for k in got if k not in expected]
+    if missing or unexpected:
+        detail = "; ".join(part for part in (
+            f"missing {', '.join(missing[:3])}" + (" ..." if len(missing) > 3 else "")
+            if missing else "",
+            f"unexpected {', '.join(map(_short, unexpected[:3]))}"
+            + (" ..." if len(unexpected) > 3 else "") if unexpected else "") if part)
+        raise CheckpointError(f"{ckpt.source}: weights do not fit a {net}: {detail}")
+    for name, want in expected.items():
+        have = got[name]
+        if not isinstance(have, torch.Tensor) or have.layout != torch.strided:
+            raise CheckpointError(f"{ckpt.source}: weights do not fit a {net}: {name} is not a "
+                                  "dense tensor")
+        if tuple(have.shape) != tuple(want.shape):
+            raise CheckpointError(f"{ckpt.source}: weights do not fit a {net}: {name} has shape "
+                                  f"{tuple(have.shape)}, the net {tuple(want.shape)}")
+        if have.is_complex() or have.is_floating_point() != want.is_floating_point():
+            raise CheckpointError(f"{ckpt.source}: weights do not fit a {net}: {name} is "
+                                  f"{have.dtype}, the net {want.dtype}")
+
+
+def weights_hash(state_dict: dict) -> str:
+    """SHA-256 (hex) of a state dict's tensors: names sorted, for each the name, dtype and
+    shape (as JSON, length-prefixed) and the raw bytes of the contiguous CPU tensor (in the
+    machine's byte order, little-endian on every platform torch supports). The metadata is
+    left out, so re-saving the same weights with other metadata gives the same hash."""
+    digest = hashlib.sha256(b"anonynoise-weights-sha256-v1\0")
+    for name in sorted(state_dict):
+        tensor = state_dict[name]
+        if not isinstance(name, str) or not isinstance(tensor, torch.Tensor) \
+                or tensor.layout != torch.strided:
+            raise CheckpointError(f"state dict entry {_short(name)} is not a named dense tensor")
+        tensor = tensor.detach().to("cpu").contiguous()
+        header = json.dumps([name, str(tensor.dtype).removeprefix("torch."),
+                             list(tensor.shape), tensor.numel() * tensor.element_size()]).encode()
+        digest.update(len(header).to_bytes(8, "little") + header)
+        if tensor.numel():
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
 
 
 def _plain(value, where: str = "metadata"):
@@ -150,11 +304,47 @@ def save_checkpoint(path: str | os.PathLike, net: nn.Module,
         "arch": _plain(net.arch(), "arch"),
         "representation": None if representation is None else representation.to_dict(),
         "training": _plain(training or {}, "training"),
-        "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
     }
+    state_dict = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    payload[HASH_KEY] = weights_hash(state_dict)
+    payload["state_dict"] = state_dict
     with atomic_output(path) as tmp:
         torch.save(payload, tmp)
     return Path(path)
+
+
+def add_weights_hash(path: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+    """Rewrite one of our checkpoints written before weights_sha256 with the hash of its
+    weights (to `out`, default in place); its weights and other metadata stay as they are. A
+    checkpoint that has a hash is checked and left alone (or copied to `out`)."""
+    path = Path(path)
+    data = _torch_load(path)
+    _ours(data, path, None, warn_unhashed=False)  # checked whole before it is rewritten
+    if HASH_KEY in data and out is None:
+        return path
+    payload = {k: v for k, v in data.items() if k not in (HASH_KEY, "state_dict")}
+    payload[HASH_KEY] = weights_hash(data["state_dict"])
+    payload["state_dict"] = data["state_dict"]
+    target = path if out is None else Path(out)
+    with atomic_output(target) as tmp:
+        torch.save(payload, tmp)
+    return target
+
+
+def _check_archive(path: Path) -> None:
+    """Read every member of a torch zip archive against its CRC-32 (torch.load reads them
+    without checking). torch writes 0 with its CRC-32 turned off: those members are skipped."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if info.CRC == 0 or info.is_dir():
+                    continue
+                with archive.open(info) as member:
+                    while member.read(1 << 22):
+                        pass
+    except Exception as e:  # noqa: BLE001 - whatever zipfile trips over, the file is damaged
+        raise CheckpointError(f"{path}: not a readable checkpoint (corrupt or truncated: "
+                              f"{first_line(e, 160)})") from None
 
 
 def _torch_load(path: Path):
@@ -162,16 +352,21 @@ def _torch_load(path: Path):
         raise CheckpointError(f"{path}: no such file")
     if path.is_dir():
         raise CheckpointError(f"{path}: is a directory, not a checkpoint")
-    if not zipfile.is_zipfile(path):  # torch.save writes zip archives (since torch 1.6)
+    try:
+        is_zip = zipfile.is_zipfile(path)  # torch.save writes zip archives (since torch 1.6)
+    except zipfile.BadZipFile:  # an end record that is there but damaged
+        is_zip = False
+    if not is_zip:
         raise CheckpointError(f"{path}: not a readable checkpoint (not a torch file, or "
                               "corrupt or truncated)")
+    _check_archive(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
         raise CheckpointError(f"{path}: refused: it holds objects other than weights and plain "
                               f"metadata" + (f" ({found.group(1)})" if found else "")) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+    except Exception as e:  # noqa: BLE001 - a damaged pickle fails in many ways (KeyError...)
         reason = first_line(e, 160)
         raise CheckpointError(f"{path}: not a readable checkpoint (corrupt or truncated: "
                               f"{reason})") from None
@@ -183,19 +378,59 @@ def load_checkpoint(path: str | os.PathLike, kind: str | tuple[str, ...] | None 
     return _ours(_torch_load(path), path, kind)
 
 
-def _ours(data, path: Path, kind) -> Checkpoint:
+def _ours(data, path: Path, kind, warn_unhashed: bool = True) -> Checkpoint:
+    """A checked Checkpoint from the loaded contents of one of our files: the weights match
+    their hash, the metadata is of the right types and ranges, the weights fit the arch."""
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an AnonyNoise checkpoint (a reference .pth state "
                               "dict loads through load_net)")
     if data.get("version") != VERSION:
-        raise CheckpointError(f"{path}: checkpoint format version {data.get('version')} is not "
-                              f"supported (this release reads version {VERSION})")
-    ckpt = Checkpoint(kind=data["kind"], arch=dict(data["arch"]), state_dict=data["state_dict"],
-                      representation=(None if data.get("representation") is None
-                                      else Representation.from_dict(data["representation"])),
-                      training=dict(data.get("training") or {}), source=str(path))
+        raise CheckpointError(f"{path}: checkpoint format version {_short(data.get('version'))} "
+                              f"is not supported (this release reads version {VERSION})")
+    state_dict = data.get("state_dict")
+    if not isinstance(state_dict, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state_dict.items()):
+        raise CheckpointError(f"{path}: malformed checkpoint: its state_dict is not a dict of "
+                              "named tensors")
+    _verify_hash(data, path, warn_unhashed)
+    kind_name = data.get("kind")
+    if not isinstance(kind_name, str) or kind_name not in MODEL_KINDS:
+        raise CheckpointError(f"{path}: malformed checkpoint: unknown model kind "
+                              f"{_short(kind_name)} (known: {', '.join(sorted(MODEL_KINDS))})")
+    arch = data.get("arch")
+    check_arch(kind_name, arch, str(path))
+    representation = data.get("representation")
+    if representation is not None:
+        try:
+            representation = Representation.from_dict(representation)
+        except CheckpointError as e:
+            raise CheckpointError(f"{path}: {e}") from None
+    training = data.get("training")
+    if training is not None and not isinstance(training, dict):
+        raise CheckpointError(f"{path}: malformed checkpoint: its training record "
+                              f"{_short(training)} is not a dict")
+    ckpt = Checkpoint(kind=kind_name, arch=dict(arch), state_dict=state_dict,
+                      representation=representation, training=dict(training or {}),
+                      source=str(path))
     _check_kind(ckpt, kind)
+    ckpt.check()
     return ckpt
+
+
+def _verify_hash(data: dict, path: Path, warn_unhashed: bool = True) -> None:
+    recorded = data.get(HASH_KEY)
+    if HASH_KEY not in data:
+        if warn_unhashed:
+            log.warning("%s: this checkpoint records no hash of its weights (it was written "
+                        "before they were recorded), so damage to them cannot be detected; "
+                        "anonynoise.checkpoint.add_weights_hash adds one", path)
+        return
+    if not isinstance(recorded, str) or not re.fullmatch(r"[0-9a-f]{64}", recorded):
+        raise CheckpointError(f"{path}: the recorded hash of the weights is malformed: the file "
+                              "is corrupt")
+    if weights_hash(data["state_dict"]) != recorded:
+        raise CheckpointError(f"{path}: the weights do not match their recorded hash: the file "
+                              "is corrupt")
 
 
 def _check_kind(ckpt: Checkpoint, kind) -> None:
@@ -286,6 +521,9 @@ def _reference(data, path: Path, kind: str, role: str | None = None,
         arch = _reference_arch(kind, sd)
     except KeyError as e:
         raise CheckpointError(f"{path}: incomplete {kind} weights (no {e})") from None
+    except IndexError:  # a weight of too few dimensions
+        raise CheckpointError(f"{path}: malformed {kind} weights (a tensor of the wrong "
+                              "shape)") from None
     if noise_std is not None and kind == "paper_anon":
         arch["noise_std"] = float(noise_std)
     return Checkpoint(kind=kind, arch=arch, state_dict=sd,

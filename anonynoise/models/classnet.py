@@ -108,6 +108,10 @@ class ClassNet(nn.Module):
     """
 
     kind = "classnet"
+    # What a checkpoint may declare (see NoiseAnonNet.ARCH_LIMITS): the project trains widths
+    # 16 to 64 (the ResNet's), 11 gestures or up to a thousand people, on 10 channels.
+    ARCH_LIMITS = {"network": ("choice", tuple(_DEPTHS)), "n_classes": ("int", 1, 100_000),
+                   "input_channels": ("int", 1, 256), "width": ("int", 1, 512)}
 
     def __init__(self, network: str = "resnet50", n_classes: int = 11, input_channels: int = 10,
                  width: int = WIDTH):

@@ -13,6 +13,10 @@ class DenoiseNet(nn.Module):
     """
 
     kind = "denoise"
+    # What a checkpoint may declare (see NoiseAnonNet.ARCH_LIMITS): the project trains widths
+    # 16 to 128 and depths 5 to 15 (the reference's), on 10 channels.
+    ARCH_LIMITS = {"channels": ("int", 1, 256), "width": ("int", 1, 1024),
+                   "depth": ("int", 2, 200)}
 
     def __init__(self, channels: int = 10, width: int = 128, depth: int = 15):
         super().__init__()

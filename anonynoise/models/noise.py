@@ -109,6 +109,12 @@ class NoiseAnonNet(nn.Module):
     """Base of the anonymizer nets: noise drawing and the output formula."""
 
     kind = ""
+    # What a checkpoint may declare for each constructor argument (checked before a net is
+    # built): ("int", low, high), ("float", above, at most) or ("choice", values). Generous:
+    # the project trains 10 channels (5 bins x 2 polarities; a representation has at most 64
+    # bins) and noise_std 1.
+    ARCH_LIMITS: dict = {"channels": ("int", 1, 256), "noise_std": ("float", 0.0, 1000.0),
+                         "form": ("choice", FORMS)}
 
     def __init__(self, channels: int, noise_std: float, form: str):
         super().__init__()
@@ -225,6 +231,8 @@ class LightAnonNet(NoiseAnonNet):
 
     kind = "light_anon"
     MULTIPLE = 8
+    # the project trains widths 8 and 16; 1024 is about 150 M parameters in `mid` alone
+    ARCH_LIMITS = {**NoiseAnonNet.ARCH_LIMITS, "width": ("int", 1, 1024)}
 
     def __init__(self, channels: int = 10, noise_std: float = 1.0, form: str = "scale",
                  width: int = 16):
