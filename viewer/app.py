@@ -129,6 +129,11 @@ def _stop_rule(config: ViewerConfig, loop):
             last = state.started_at if state.received_at is None else state.received_at
             if time.monotonic() - last > config.timeout_s:
                 what = "no window" if state.window is None else "no new window"
+                if state.bad_messages:  # something is publishing there, but not valid windows
+                    raise AnonyNoiseError(
+                        f"{what} from {config.address} in {config.timeout_s:g} s, but "
+                        f"{state.bad_messages} malformed messages refused (last: "
+                        f"{state.last_error})")
                 raise AnonyNoiseError(f"{what} from {config.address} in {config.timeout_s:g} s "
                                       "(is anonynoise-stream publishing there?)")
 

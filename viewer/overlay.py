@@ -19,26 +19,39 @@ def _si(value: float) -> str:
     return f"{value:.0f}"
 
 
+def clip(text, limit: int = 40) -> str:
+    """One line of at most `limit` characters of text from the wire (the strip has three)."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def model_label(model: dict) -> str:
     """'light_anon "light50" (sha 1a2b3c4d)' from the header's model identity."""
     if not model:
         return "model unknown"
-    text = str(model.get("kind", "?"))
+    text = clip(model.get("kind", "?"), 24)
     if model.get("name"):
-        text += f' "{model["name"]}"'
+        text += f' "{clip(model["name"], 24)}"'
     if model.get("sha256"):
-        text += f" (sha {str(model['sha256'])[:8]})"
+        text += f" (sha {clip(model['sha256'], 64)[:8]})"
     return text
+
+
+def refused_label(state: ReceiverState) -> str:
+    """'3 malformed refused (last: ...)': messages the decoder refused, '' when none."""
+    if not state.bad_messages:
+        return ""
+    return f"{state.bad_messages} malformed refused (last: {clip(state.last_error, 48)})"
 
 
 def dropped_label(state: ReceiverState) -> str:
     """Windows this viewer lost (seq gaps) and the service's own drop counters."""
-    parts = [f"{state.lost} lost here (seq gaps)"]
+    # the refused count first: a long line is cut at the strip's right edge
+    parts = [refused_label(state)] if state.bad_messages else []
+    parts.append(f"{state.lost} lost here (seq gaps)")
     dropped = state.window.header.dropped if state.window is not None else {}
-    service = [f"{v} {k.replace('_', ' ')}" for k, v in dropped.items() if v]
+    service = [f"{v} {clip(k.replace('_', ' '), 24)}" for k, v in dropped.items() if v]
     parts.append("service: " + (", ".join(service) if service else "none"))
-    if state.bad_messages:
-        parts.append(f"{state.bad_messages} refused ({state.last_error})")
     return "dropped: " + "; ".join(parts)
 
 
@@ -50,6 +63,9 @@ def overlay_text(state: ReceiverState, now: float, address: str, stale_s: float 
     at least one window longer than that, plus the service's processing.
     """
     if state.window is None:
+        if state.bad_messages:
+            return (f"{WAITING} on {address} ...\nno valid window received yet\n"
+                    f"{refused_label(state)}")
         return f"{WAITING} on {address} ...\nnothing received yet"
     h = state.window.header
     # three lines of at most about 95 characters: the strip of an 800-pixel window holds them

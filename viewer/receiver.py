@@ -4,6 +4,9 @@ latest window and a few counters (no Qt here).
 The thread drains the socket as fast as windows arrive and overwrites one slot, so a slow
 display never builds a backlog: the GUI draws whatever is newest when it gets to it. Windows
 the display never drew are simply replaced; windows the socket lost show up as `lost`.
+Malformed messages never reach the GUI: the client refuses them (stream.protocol checks every
+message, sizes included, before anything is allocated from it), and the thread counts them in
+`bad_messages` and goes on receiving.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ import zmq
 
 from anonynoise.errors import AnonyNoiseError
 from stream.client import ReceivedWindow, StreamClient
-from stream.protocol import ProtocolError
 
 log = logging.getLogger(__name__)
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"  # the stream's default live endpoint
@@ -40,9 +42,10 @@ class ReceiverState:
     sessions: int  # publisher sessions seen (a restart makes a new one)
     windows_per_s: float
     events_per_s: float
-    bad_messages: int  # messages refused by the protocol decoder
+    bad_messages: int  # malformed messages refused by the protocol decoder (and skipped)
     last_error: str | None  # why the last one was refused
     started_at: float
+    failure: BaseException | None = None  # what stopped the receiving thread (a bug), if any
 
 
 def rates(arrivals, now: float, started_at: float,
@@ -79,6 +82,7 @@ class LatestWindowReceiver:
         self._version = self._windows = self._events = self._lost = self._sessions = 0
         self._bad = 0
         self._last_error: str | None = None
+        self._failure: BaseException | None = None
         self._session: str | None = None
 
     def start(self) -> "LatestWindowReceiver":
@@ -102,19 +106,20 @@ class LatestWindowReceiver:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                try:
-                    window = self._client.receive()  # None after POLL_S of silence
-                except ProtocolError as e:
-                    with self._lock:
-                        self._bad += 1
-                        repeated, self._last_error = self._last_error == str(e), str(e)
-                    if not repeated:  # once per kind of error, not once per message
-                        log.warning("refused a message: %s", e)
-                    continue
+                # None after POLL_S without a valid window; malformed messages are refused,
+                # counted and skipped by the client (stream.protocol checks every one)
+                window = self._client.receive()
+                now = time.monotonic()
+                with self._lock:
+                    self._bad, self._last_error = self._client.malformed, self._client.last_error
                 if window is not None:
-                    self._store(window, time.monotonic())
+                    self._store(window, now)
         except zmq.ZMQError as e:  # the context was terminated under us: nothing to show
             log.error("viewer receiver stopped: %s", e)
+        except Exception as e:  # noqa: BLE001 - a bug here: say so instead of freezing
+            log.exception("viewer receiver failed")
+            with self._lock:
+                self._failure = e
         finally:
             self._client.close()
 
@@ -140,7 +145,7 @@ class LatestWindowReceiver:
             state = dict(window=self._window, received_at=self._received_at,
                          version=self._version, windows=self._windows, events=self._events,
                          lost=self._lost, sessions=self._sessions, bad_messages=self._bad,
-                         last_error=self._last_error)
+                         last_error=self._last_error, failure=self._failure)
         per_s = rates(arrivals, now, self._started_at)
         return ReceiverState(**state, windows_per_s=per_s[0], events_per_s=per_s[1],
                              started_at=self._started_at)

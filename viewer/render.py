@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stream.protocol import MAX_SENSOR_PIXELS, MAX_SENSOR_SIDE
+
 RGB = tuple[int, int, int]
 
 
@@ -47,16 +49,31 @@ def event_fields(events) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return events.x, events.y, events.p
 
 
+def check_picture_size(width, height) -> None:
+    """ValueError unless width x height is a sensor the protocol allows (stream.protocol's
+    MAX_SENSOR_SIDE and MAX_SENSOR_PIXELS): checked before any picture is allocated."""
+    for name, v in (("width", width), ("height", height)):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, (bool, np.bool_)):
+            raise ValueError(f"sensor {name} must be an integer, got {v!r}")
+        if not 0 < v <= MAX_SENSOR_SIDE:
+            raise ValueError(f"sensor size must be 1 to {MAX_SENSOR_SIDE} pixels a side, got "
+                             f"{width}x{height}")
+    if int(width) * int(height) > MAX_SENSOR_PIXELS:
+        raise ValueError(f"sensor {width}x{height} has more than {MAX_SENSOR_PIXELS} pixels")
+
+
 def polarity_codes(events, width: int, height: int) -> np.ndarray:
     """(height, width) uint8: 0 no event, 1 ON only, 2 OFF only, 3 both."""
+    check_picture_size(width, height)
+    width, height = int(width), int(height)
     codes = np.zeros(height * width, np.uint8)
     if len(events) == 0:
         return codes.reshape(height, width)
     x, y, p = event_fields(events)
     x = x.astype(np.intp, copy=False)
     y = y.astype(np.intp, copy=False)
-    # The protocol promises 0 <= x < width and 0 <= y < height, but the decoder does not check
-    # it: drop what falls outside instead of wrapping around or raising in the GUI thread.
+    # The decoder refuses windows with events off the sensor, but the local preview and other
+    # callers pass arrays of their own: drop what falls outside instead of wrapping around.
     inside = (x >= 0) & (x < width) & (y >= 0) & (y < height)
     if not inside.all():
         x, y, p = x[inside], y[inside], p[inside]
@@ -75,8 +92,6 @@ def render_events(events, width: int, height: int,
     events: a structured array with fields x, y, p (the stream's or tonic's dtype) or an
     EventBatch; row 0 is y = 0 (the top of the sensor).
     """
-    if width <= 0 or height <= 0:
-        raise ValueError(f"sensor size must be positive, got {width}x{height}")
     return palette.table()[polarity_codes(events, width, height)]
 
 

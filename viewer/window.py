@@ -187,8 +187,14 @@ class ViewerWindow(PictureView):
         True when a window was drawn."""
         now = time.monotonic() if now is None else now
         state = self.source.snapshot(now)
+        failure = getattr(state, "failure", None)
+        if failure is not None:  # a bug in the receiving thread: stop, do not freeze
+            raise RuntimeError(f"the viewer's receiver stopped: {type(failure).__name__}: "
+                               f"{failure}") from failure
         drew = False
         if state.window is not None and state.version != self._version:
+            # the header was checked by stream.protocol when it arrived, its sensor size
+            # included, and render_events checks the size again before allocating the picture
             header = state.window.header
             self.set_picture(render_events(state.window.events, header.width, header.height,
                                            self.palette))

@@ -79,3 +79,76 @@ def test_status_round_trip_and_refusal():
     with pytest.raises(ProtocolError):
         decode_status([b"status", b'{"protocol": "x", "version": 1}'])
     assert new_session_id() != new_session_id()
+
+
+# --- what a consumer accepts (the hostile cases are in test_hostile_publisher.py) -----------
+
+
+def frames_of(header, events):
+    frames = encode_window(header, events)
+    return [frames[0], frames[1], bytes(frames[2])]
+
+
+def with_header(frames, **changes):
+    data = json.loads(frames[1])
+    data.update(changes)
+    return [frames[0], json.dumps(data).encode(), frames[2]]
+
+
+def test_the_size_bounds_are_public_and_the_largest_sensor_passes():
+    from stream.protocol import MAX_SENSOR_PIXELS, MAX_SENSOR_SIDE
+
+    assert MAX_SENSOR_SIDE == 16384 and MAX_SENSOR_PIXELS == 1 << 26
+    header, _ = window()
+    empty = np.zeros(0, EVENT_DTYPE)
+    big = WindowHeader(**{**header.__dict__, "events": 0, "width": MAX_SENSOR_SIDE,
+                          "height": MAX_SENSOR_PIXELS // MAX_SENSOR_SIDE})
+    assert decode_window(frames_of(big, empty))[0] == big
+    for width, height in ((MAX_SENSOR_SIDE + 1, 1), (1, MAX_SENSOR_SIDE + 1),
+                          (MAX_SENSOR_SIDE, MAX_SENSOR_PIXELS // MAX_SENSOR_SIDE + 1)):
+        with pytest.raises(ProtocolError, match="width|height|pixels"):
+            decode_window(with_header(frames_of(big, empty), width=width, height=height))
+
+
+def test_keys_a_newer_publisher_adds_are_tolerated():
+    header, ev = window()
+    frames = with_header(frames_of(header, ev),
+                         dropped={"anonymization": 1, "queue": 0, "burst_events": 0,
+                                  "sink": 0, "lossless": 2, "late_events": 3},
+                         model={"kind": "light_anon", "weakened": True,
+                                "filters": {"spec": "warp", "warp": {"grid": [4, 4]}}},
+                         some_future_key=[1, {"a": None}])
+    got, events = decode_window(frames)
+    assert got.dropped["lossless"] == 2 and got.dropped["late_events"] == 3
+    assert got.model["weakened"] is True and len(events) == len(ev)
+
+
+@pytest.mark.parametrize("field", ["seq", "t_start", "width", "height", "version"])
+def test_booleans_are_not_integers(field):
+    header, ev = window()
+    with pytest.raises(ProtocolError, match=f"{field} |version True"):
+        decode_window(with_header(frames_of(header, ev), **{field: True}))
+
+
+def test_frames_may_be_bytes_memoryviews_or_zmq_frames():
+    header, ev = window()
+    for wrap in (bytes, memoryview, zmq.Frame):
+        got, events = decode_window([wrap(f) for f in frames_of(header, ev)])
+        assert got == header and len(events) == len(ev)
+    with pytest.raises(ProtocolError, match="byte frames"):
+        decode_window([b"window", {"not": "bytes"}, b""])
+
+
+def test_reasons_are_one_line_even_for_hostile_text():
+    header, ev = window()
+    frames = with_header(frames_of(header, ev), session="line one\nline two" + "x" * 500)
+    with pytest.raises(ProtocolError) as info:
+        decode_window(frames)
+    assert "\n" not in str(info.value) and len(str(info.value)) < 200
+
+
+def test_status_must_be_an_object_of_this_protocol():
+    for raw in (b"[1, 2]", b"3", b"null", b'"status"', b"[" * 100_000 + b"]" * 100_000,
+                b'{"protocol": "anonynoise-stream", "version": true}'):
+        with pytest.raises(ProtocolError):
+            decode_status([b"status", raw])
