@@ -41,6 +41,27 @@ class StreamConfig:
     max_consecutive_failures: int = 20  # then the service stops with an error
     status_interval_s: float = 1.0
     watermark_slack_us: int = 20_000  # how late a live source's events may arrive
+    lag_memory_s: float = 2.0  # the watermark follows the largest delivery lag seen this long
+
+
+class SourceLag:
+    """The largest wall-clock-minus-event-time offset (s) of a live source's batches over the
+    last `memory_s`: how far behind its events arrive now. It rises at once when the source
+    falls behind and falls back only after `memory_s` of smaller lags (USB jitter)."""
+
+    def __init__(self, memory_s: float):
+        self.memory_s = memory_s
+        self._seen: collections.deque = collections.deque()  # (now, offset), offsets falling
+
+    def observe(self, now: float, offset: float) -> None:
+        while self._seen and self._seen[-1][1] <= offset:
+            self._seen.pop()  # a larger, newer offset outlives it: never the maximum again
+        self._seen.append((now, offset))
+        while self._seen[0][0] < now - self.memory_s and len(self._seen) > 1:
+            self._seen.popleft()
+
+    def recent(self) -> float:
+        return self._seen[0][1]
 
 
 @dataclass
@@ -49,8 +70,10 @@ class Counters:
     windows_out: int = 0
     events_in: int = 0
     events_out: int = 0
+    # every window or event that did not reach a consumer, by cause (docs/protocol.md)
     dropped: dict = field(default_factory=lambda: {"anonymization": 0, "queue": 0,
-                                                   "burst_events": 0, "sink": 0})
+                                                   "lossless": 0, "sink": 0,
+                                                   "burst_events": 0, "late_events": 0})
     latencies_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=2000))
 
     def latency(self, q: float) -> float | None:
@@ -97,8 +120,10 @@ class Pipeline:
         seq = 0
         # wall-clock minus event time (s), the smallest seen: a batch is read at or after its
         # last event happened, so the least delayed batch gives the tightest mapping (the first
-        # batches of a source that is slow to start arrive late, all at once)
+        # batches of a source that is slow to start arrive late, all at once). It dates the
+        # windows for the latency.
         offset = None
+        lag = SourceLag(self.config.lag_memory_s)
         try:
             for batch in self.source:
                 if self._stop.is_set():
@@ -107,10 +132,15 @@ class Pipeline:
                 if len(batch):
                     seen = now - int(batch.t[-1]) / 1e6 / self.speed
                     offset = seen if offset is None else min(offset, seen)
+                    lag.observe(now, seen)
                 self.counters.events_in += len(batch)
                 windows = self.windower.push(batch)
+                self.counters.dropped["late_events"] = self.windower.late_events
                 if self.source.live and offset is not None:
-                    horizon = int((now - offset) * 1e6 * self.speed) - \
+                    # the watermark follows the source's recent delivery lag, not its best:
+                    # a source that falls behind (a loaded machine, a lagging USB link) would
+                    # otherwise have its windows closed before their events arrive
+                    horizon = int((now - lag.recent()) * 1e6 * self.speed) - \
                         self.config.watermark_slack_us
                     windows += self.windower.advance_to(horizon)
                 for w in windows:
@@ -205,6 +235,7 @@ class Pipeline:
                               dropped=dict(self.counters.dropped),
                               absolute_time=self.config.absolute_time)
         self.publisher.publish(header, payload, wait=not self.source.live)
+        self.counters.dropped["lossless"] = self.publisher.lossless_dropped
         for sink in self.sinks:
             if not sink.put(header, payload, wait=not self.source.live):
                 self.counters.dropped["sink"] += 1
@@ -227,4 +258,6 @@ class Pipeline:
                 "events_in": c.events_in, "events_out": c.events_out,
                 "events_in_per_s": c.events_in / elapsed, "events_out_per_s": c.events_out / elapsed,
                 "dropped": dict(c.dropped), "latency_ms_p50": c.latency(50),
-                "latency_ms_p99": c.latency(99), "seconds": elapsed}
+                "latency_ms_p99": c.latency(99), "seconds": elapsed,
+                "time_jumps": self.windower.gaps.count,
+                "time_jump_largest_s": self.windower.gaps.largest_us / 1e6}

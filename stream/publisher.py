@@ -85,6 +85,7 @@ class Publisher:
     def _bind(self, kind: int, address: str, hwm: int, server_secret) -> zmq.Socket:
         sock = self.context.socket(kind)
         self.sockets.append(sock)
+        sock.setsockopt(zmq.IPV6, 1)  # off by default in ZeroMQ: tcp://[::1] would not bind
         sock.setsockopt(zmq.SNDHWM, hwm)
         sock.setsockopt(zmq.LINGER, 1000)
         if server_secret is not None:
