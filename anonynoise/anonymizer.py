@@ -31,6 +31,7 @@ from anonynoise.fused import anonymized_output
 from anonynoise.models import ANONYMIZER_KINDS
 from anonynoise.models.noise import noise_generators
 from anonynoise.identity import NovelShare
+from anonynoise.memory import check_window_memory
 from anonynoise.identity import warm_up as warm_up_identity
 
 log = logging.getLogger(__name__)
@@ -215,6 +216,7 @@ class Anonymizer:
         if reason:
             raise CheckpointError(f"{self.checkpoint.source}: does not fit a {width}x{height} "
                                   f"source: {reason}")
+        check_window_memory(width, height, self.bins)
 
     def warm_up(self, width: int, height: int) -> None:
         """Run one empty window of this size, so the first real one is not slowed by setup
@@ -376,7 +378,9 @@ class FilterAnonymizer(Anonymizer):
         warm_up_filters()
 
     def check_source(self, width: int, height: int, window_us: int | None = None) -> None:
-        """Any sensor and window fit (there is no checkpoint to refuse them)."""
+        """Any sensor and window fit that memory holds (there is no checkpoint to refuse
+        them; the filters' counts are one tensor, the sampler's output another)."""
+        check_window_memory(width, height, self.bins, copies=3)
 
     def anonymize_tensor(self, counts: np.ndarray) -> np.ndarray:
         """The filtered counts as they are (there is no net)."""

@@ -26,11 +26,14 @@ EXIT_INTERNAL = 1
 
 def parse_sensor(text: str) -> tuple[int, int]:
     """'640x480' -> (640, 480)."""
+    from anonynoise.events import MAX_SENSOR_SIDE
+
     parts = text.lower().split("x")
     if len(parts) != 2 or not all(p.isdigit() for p in parts):
         raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 640x480, got {text!r}")
-    if not all(int(p) > 0 for p in parts):
-        raise argparse.ArgumentTypeError(f"width and height must be at least 1, got {text!r}")
+    if not all(0 < int(p) <= MAX_SENSOR_SIDE for p in parts):
+        raise argparse.ArgumentTypeError(f"width and height must be 1 to {MAX_SENSOR_SIDE}, "
+                                         f"got {text!r}")
     return int(parts[0]), int(parts[1])
 
 

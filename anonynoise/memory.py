@@ -42,3 +42,48 @@ def keep_freed_memory() -> bool:
     if not kept:
         log.debug("mallopt refused: freed large tensors go back to the OS")
     return kept
+
+
+def available_bytes() -> int | None:
+    """Memory this process can still take: the kernel's MemAvailable, less where an address-
+    space limit (RLIMIT_AS) leaves less room; None where neither can be read."""
+    import resource
+
+    room = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    room = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError):
+        pass
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        try:
+            with open("/proc/self/statm") as f:
+                used = int(f.read().split()[0]) * resource.getpagesize()
+        except (OSError, ValueError):
+            used = 0
+        room = soft - used if room is None else min(room, soft - used)
+    return room
+
+
+# A window of the net's path holds about six (bins, 2, H, W) float32 tensors at its peak (the
+# counts, the net's input and activations, noise, output: measured 5.7 at 1280x720); eight
+# leaves room for the rest of the process.
+WINDOW_TENSOR_COPIES = 8
+
+
+def check_window_memory(width: int, height: int, bins: int,
+                        copies: int = WINDOW_TENSOR_COPIES) -> None:
+    """Refuse, before anything is allocated, a sensor whose windows would not fit in memory
+    (a 20000x20000 geometry asked for 15 to 40 GiB a window)."""
+    from anonynoise.errors import AnonyNoiseError
+
+    need = int(copies) * int(bins) * 2 * int(width) * int(height) * 4
+    room = available_bytes()
+    if room is not None and need > room:
+        raise AnonyNoiseError(f"a {width}x{height} window of {bins} bins needs about "
+                              f"{need / 2 ** 30:.1f} GiB, more than the {max(room, 0) / 2 ** 30:.1f}"
+                              " GiB this process has left")

@@ -138,8 +138,12 @@ class SyntheticSource(Source):
 
     def __init__(self, width: int = 128, height: int = 128, *, realtime: bool = True,
                  seed: int | None = None, chunk_ms: float = 10.0):
+        from anonynoise.memory import check_window_memory
         from anonynoise.synth.scene import LiveScene, warm_up
 
+        # the simulator holds a few float arrays per pixel, the windows as many: refused now,
+        # before either is allocated (20000x20000 asked for 15 to 40 GiB)
+        check_window_memory(int(width), int(height), bins=5)
         # before the stream's clock starts, not in its first window
         log.info("synthetic source: preparing its kernels (the first run after an install "
                  "compiles them: about 20 s)")

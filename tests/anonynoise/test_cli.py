@@ -86,7 +86,8 @@ def test_bad_input_gives_one_line_and_a_non_zero_exit(broken, name, extra, fragm
 
 
 @pytest.mark.parametrize("sensor, message", [("640by480", "expected WIDTHxHEIGHT"),
-                                             ("0x0", "width and height must be at least 1")])
+                                             ("0x0", "width and height must be 1 to 16384"),
+                                             ("20000x480", "width and height must be 1 to 16384")])
 def test_bad_sensor_argument_is_a_usage_error(tmp_path, sensor, message):
     proc = run_cli("info", tmp_path / "x.npy", "--sensor", sensor)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
@@ -165,7 +166,8 @@ def test_demo_runs_and_writes_a_readable_recording(tmp_path):
     (["--seconds", "nan"], "--seconds must be between"),
     (["--window-ms", "0"], "--window-ms must be between"),
     (["--window-ms", "500", "--seconds", "0.1"], "longer than --seconds"),
-    (["--sensor", "32768x32768"], "goes up to 1280x720"),
+    (["--sensor", "2000x2000"], "goes up to 1280x720"),
+    (["--sensor", "32768x32768"], "must be 1 to 16384"),
 ])
 def test_demo_refuses_bad_arguments(tmp_path, args, fragment):
     proc = run_cli("demo", "--out", tmp_path, *args)

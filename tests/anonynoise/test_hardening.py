@@ -245,3 +245,24 @@ def test_expelliarmus_warning_does_not_reach_stderr(tmp_path, capfd):
     assert events.t.tolist() == [10, 20, 5 + 2 ** 32, 30 + 2 ** 32]
     err = capfd.readouterr().err
     assert "WARNING" not in err, err
+
+
+def test_a_window_that_cannot_fit_in_memory_is_refused_before_allocation(monkeypatch,
+                                                                          strong_anonymizer):
+    import anonynoise.memory as memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 2 << 30)  # 2 GiB left
+    with pytest.raises(AnonyNoiseError, match=r"needs about 3\.8 GiB, more than the 2\.0"):
+        memory.check_window_memory(4096, 3072, 5)  # 8 copies of 5 x 2 x 4096 x 3072 float32
+    memory.check_window_memory(1280, 720, 5)  # 1.1 GiB: fits
+    with pytest.raises(AnonyNoiseError, match="needs about"):
+        strong_anonymizer.check_source(8000, 8000)
+
+
+def test_the_stream_refuses_a_synthetic_sensor_too_large_for_memory(monkeypatch):
+    import anonynoise.memory as memory
+    from stream.sources import SyntheticSource
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 1 << 30)
+    with pytest.raises(AnonyNoiseError, match="needs about"):
+        SyntheticSource(8000, 8000)
