@@ -11,22 +11,22 @@ Thin: parse, build source, anonymizer, publisher and sinks, run the pipeline, re
 
 from __future__ import annotations
 
-import argparse
-import logging
+# Only what is already loaded up here: main() installs its signal handlers first, before
+# anything is imported (anonynoise imports numba, the service torch: a second and more).
 import os
 import signal
 import sys
 import threading
 
-from anonynoise.atomic import refuse_overwriting_input
-from anonynoise.cli import add_filter_arguments, bounded, filter_config, parse_sensor, run
-from anonynoise.errors import AnonyNoiseError
-
-log = logging.getLogger("stream")
+PROG = "anonynoise-stream"
 DEFAULT_PUBLISH = "tcp://127.0.0.1:5555"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:  # noqa: F821 - imported here, not above
+    import argparse
+
+    from anonynoise.cli import add_filter_arguments, bounded, parse_sensor
+
     ap = argparse.ArgumentParser(prog="anonynoise-stream", description=__doc__.splitlines()[0],
                                  epilog="anonynoise-stream keys DIR [--clients NAME ...] makes "
                                         "the CURVE key pairs that --curve-keys DIR reads.")
@@ -57,8 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="window length (default: the one the model was trained with)")
     ap.add_argument("--device", default="auto", help="auto (CUDA when there is a GPU), cpu, cuda")
     ap.add_argument("--threads", type=int, default=None,
-                    help="CPU threads for the model (default: all cores but one, which the "
-                         "source, the publisher and the sinks need; more makes latency spikes)")
+                    help="CPU threads for the model, at most the cores this process may use "
+                         "(default: all cores but one, which the source, the publisher and the "
+                         "sinks need; more makes latency spikes)")
     ap.add_argument("--publish", default=DEFAULT_PUBLISH,
                     help=f"live endpoint, PUB (default {DEFAULT_PUBLISH}; 'none' to disable)")
     ap.add_argument("--lossless", default=None, metavar="ADDR",
@@ -114,24 +115,63 @@ def make_source(args):
 BEHIND_MS = 1000.0
 
 
-def status_line(s: dict, final: bool = False) -> str:
+def event_rate(per_s: float) -> str:
+    """An event rate in the unit that reads best: 850 ev/s, 12.3 k ev/s, 1.20 M ev/s."""
+    per_s = max(0.0, float(per_s))
+    if per_s < 999.5:
+        return f"{per_s:.0f} ev/s"
+    if per_s < 999_950:
+        return f"{per_s / 1e3:.1f} k ev/s"
+    if per_s < 999_995_000:
+        return f"{per_s / 1e6:.2f} M ev/s"
+    return f"{per_s / 1e9:.2f} G ev/s"
+
+
+def status_line(s: dict, final: bool = False, previous: dict | None = None) -> str:
+    """The status line of a pipeline status `s`. Rates are over the interval since `previous`
+    (the reporter's last status), else over the whole run. Drop counters: windows lost to the
+    queue, the anonymizer, a sink or a lossless subscriber; events cut from bursts and events
+    that came after their window had closed."""
     d = s["dropped"]
+    span = s["seconds"]
+    in_rate, out_rate = s["events_in_per_s"], s["events_out_per_s"]
+    windows_sent = s["windows_out"]
+    if previous is not None and s["seconds"] > previous["seconds"] \
+            and "events_in" in s and "events_in" in previous:
+        span = s["seconds"] - previous["seconds"]
+        in_rate = (s["events_in"] - previous["events_in"]) / span
+        out_rate = (s["events_out"] - previous["events_out"]) / span
+        windows_sent = s["windows_out"] - previous["windows_out"]
     lat = "" if s["latency_ms_p50"] is None else \
         f", latency p50 {s['latency_ms_p50']:.1f} ms p99 {s['latency_ms_p99']:.1f} ms"
     if s["latency_ms_p50"] is not None and s["latency_ms_p50"] > BEHIND_MS:
         lat += (" - slower than real time: the anonymizer cannot keep up with this source "
                 "here (a camera loses windows; for a file, --fast or `anonynoise anonymize`)")
+    warning = ""
+    if in_rate > 0 and out_rate <= 0:
+        why = ("the model and privacy filters removed every event (check --filters and "
+               "--model)") if windows_sent > 0 else "no window went out (see dropped)"
+        over = "in this run" if previous is None else f"in the last {span:.1f} s"
+        warning = f" - WARNING: events came in but none went out {over}: {why}"
     # in the last line, windows cut but never sent (still queued when a signal stopped us)
-    unsent = s["windows_in"] - s["windows_out"] - d["queue"] - d["anonymization"]
-    return (f"{s['seconds']:.1f} s: in {s['events_in_per_s'] / 1e6:.2f} M ev/s, out "
-            f"{s['events_out_per_s'] / 1e6:.2f} M ev/s, windows {s['windows_out']}/"
-            f"{s['windows_in']} (dropped: queue {d['queue']}, anonymization "
-            f"{d['anonymization']}, sink {d['sink']}; burst events cut {d['burst_events']}"
+    unsent = s["windows_in"] - s["windows_out"] - d.get("queue", 0) - d.get("anonymization", 0)
+    return (f"{s['seconds']:.1f} s: in {event_rate(in_rate)}, out {event_rate(out_rate)}, "
+            f"windows {s['windows_out']}/{s['windows_in']} (dropped: queue {d.get('queue', 0)}, "
+            f"anonymization {d.get('anonymization', 0)}, sink {d.get('sink', 0)}, lossless "
+            f"{d.get('lossless', 0)}; burst events cut {d.get('burst_events', 0)}, late events "
+            f"{d.get('late_events', 0)}"
             + (f"; {unsent} still queued at the stop" if final and unsent > 0 else "") + ")"
-            + lat)
+            + (f", time jumps skipped {s['time_jumps']} (largest "
+               f"{s.get('time_jump_largest_s', 0):.0f} s)" if s.get("time_jumps") else "")
+            + lat + warning)
 
 
 def stream_main(args) -> int:
+    import logging
+
+    from anonynoise.atomic import refuse_overwriting_input
+    from anonynoise.cli import filter_config
+    from anonynoise.errors import AnonyNoiseError
     from anonynoise.memory import keep_freed_memory
     from anonynoise.offline import open_anonymizer
     from stream.pipeline import Pipeline, StreamConfig
@@ -161,9 +201,11 @@ def stream_main(args) -> int:
     publisher = Publisher(publish, args.lossless, curve_keys=args.curve_keys,
                           insecure=args.insecure)
     sinks = []
+    recorder = None
     try:
         if args.record:
-            sinks.append(RecorderSink(args.record, source.width, source.height))
+            recorder = RecorderSink(args.record, source.width, source.height)
+            sinks.append(recorder)
         if args.dv_port is not None:
             sinks.append(DVNetworkSink(args.dv_port, source.width, source.height, args.dv_host,
                                        tls=tuple(args.dv_tls) if args.dv_tls else None,
@@ -180,11 +222,12 @@ def stream_main(args) -> int:
                             identity, paced=paced,
                             speed=args.speed if args.replay else 1.0, preview=latest)
         if args.lossless and not source.live:
-            log.info("waiting for a subscriber on %s", args.lossless)
+            logging.getLogger("stream").info("waiting for a subscriber on %s", args.lossless)
+            _stage[0] = f"while waiting for a subscriber on {args.lossless}"
             if not publisher.wait_for_lossless_subscriber(args.wait_subscriber):
                 raise AnonyNoiseError(f"no subscriber on {args.lossless} within "
                                       f"{args.wait_subscriber} s")
-        stopped_by = _on_signals(pipeline)
+        stopped_by = _on_signals(pipeline)  # from here a signal stops the stream cleanly
         reporter = _Reporter(pipeline, args.status_every)
         reporter.start()
         try:
@@ -205,23 +248,99 @@ def stream_main(args) -> int:
             try:
                 sink.close()
             except AnonyNoiseError as e:
-                log.error("%s", e)
+                logging.getLogger("stream").error("%s", e)
         publisher.close()
     why = f"stopped by {stopped_by[0]}" if stopped_by else "source ended"
-    print(f"anonynoise-stream: {why}: " + status_line(summary, final=True)
-          + (f"; recorded {args.record}" if args.record else ""), file=sys.stderr)
+    if recorder is None:
+        recorded = ""
+    elif recorder.recorded:
+        recorded = f"; recorded {args.record}"
+    else:  # stopped before any window: an existing file is not replaced by an empty one
+        recorded = (f"; nothing recorded: no window reached the recorder ({args.record} "
+                    + ("left as it was)" if os.path.exists(args.record) else "not written)"))
+    print(f"{PROG}: {why}: " + status_line(summary, final=True) + recorded, file=sys.stderr)
     return 0
 
 
+def machine_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which containers and taskset
+    narrow), else the machine's."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def model_threads(asked: int | None) -> int:
-    """The model's CPU threads: as asked, else all cores but one. With every core, torch's
-    parallel regions wait for a thread the source or a sink has pre-empted: on 2 cores the
-    demo's net took up to 63 ms a window instead of 11, and the p99 latency doubled."""
+    """The model's CPU threads: as asked (1 to the cores this process may use: more only
+    oversubscribes the cores, and libgomp fails or the process crashes long before 100,000),
+    else all cores but one. With every core, torch's parallel regions wait for a thread the
+    source or a sink has pre-empted: on 2 cores the demo's net took up to 63 ms a window
+    instead of 11, and the p99 latency doubled."""
+    cores = machine_cores()
     if asked is not None:
-        if asked < 1:
-            raise AnonyNoiseError(f"--threads must be at least 1, got {asked}")
+        if not 1 <= asked <= cores:
+            from anonynoise.errors import AnonyNoiseError
+
+            raise AnonyNoiseError(f"--threads must be at least 1 and at most {cores} (the cores "
+                                  f"this process may use), got {asked}")
         return asked
-    return max(1, (os.cpu_count() or 1) - 1)
+    return max(1, cores - 1)
+
+
+# --- signals ---------------------------------------------------------------------------------
+#
+# From the first line of main() until the stream runs, SIGINT or SIGTERM ends the service at
+# once with one line on stderr and 128 + the signal's number: the sink processes started so
+# far are ended (a recorder removes its partial file; an existing recording is left as it was)
+# and nothing else is waited for. While the stream runs, the first signal stops it cleanly
+# (recordings are closed, not cut; status 0) and a second one ends it at once.
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_stage = ["during start-up"]  # what the service was doing, for the early-stop line
+
+
+def _say(line: str) -> None:
+    """One line on stderr from a signal handler: straight to the file descriptor (the handler
+    may have interrupted a write to sys.stderr)."""
+    try:
+        sys.stderr.flush()
+    except (OSError, ValueError, RuntimeError):
+        pass
+    try:
+        os.write(2, (line + "\n").encode())
+    except OSError:
+        pass
+
+
+def _end_now(signum: int, line: str) -> None:
+    """End the process now: sink processes first, then one line, then 128 + signum."""
+    for s in _STOP_SIGNALS:  # one stop is enough: further signals wait for this one
+        signal.signal(s, signal.SIG_IGN)
+    sinks = sys.modules.get("stream.sinks")
+    if sinks is not None:
+        try:
+            sinks.end_all_children()
+        except Exception:  # noqa: BLE001 - the children die with us anyway (PDEATHSIG)
+            pass
+    _say(line)
+    os._exit(128 + signum)
+
+
+def _stop_early(signum, frame) -> None:
+    _end_now(signum, f"{PROG}: stopped by {signal.Signals(signum).name} {_stage[0]}")
+
+
+def _install_early_handlers() -> dict | None:
+    """SIGINT / SIGTERM end the start-up at once (see above); the previous handlers, to put
+    back, or None off the main thread (where handlers cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = {s: signal.getsignal(s) for s in _STOP_SIGNALS}
+    _stage[0] = "during start-up"
+    for s in _STOP_SIGNALS:
+        signal.signal(s, _stop_early)
+    return previous
 
 
 def _on_signals(pipeline) -> list:
@@ -230,9 +349,9 @@ def _on_signals(pipeline) -> list:
 
     def handler(signum, frame):
         if stopped_by:  # a second signal: the user does not want to wait for a clean stop
-            print("anonynoise-stream: stopped at once (a recording may be incomplete)",
-                  file=sys.stderr, flush=True)
-            os._exit(130)
+            _end_now(signum, f"{PROG}: stopped at once by a second "
+                             f"{signal.Signals(signum).name} (a recording keeps the windows "
+                             "that reached the recorder)")
         stopped_by.append(signal.Signals(signum).name)
         pipeline.stop()
 
@@ -243,7 +362,7 @@ def _on_signals(pipeline) -> list:
 
 
 class _Reporter(threading.Thread):
-    """A status line on stderr every few seconds."""
+    """A status line on stderr every few seconds, with the rates over that interval."""
 
     def __init__(self, pipeline, every: float):
         super().__init__(name="status", daemon=True)
@@ -253,15 +372,20 @@ class _Reporter(threading.Thread):
     def run(self) -> None:
         if self.every <= 0:
             return
+        previous = None
         while not self._stop.wait(self.every):
-            print("anonynoise-stream: " + status_line(self.pipeline.status()), file=sys.stderr,
+            status = self.pipeline.status()
+            print(f"{PROG}: " + status_line(status, previous=previous), file=sys.stderr,
                   flush=True)
+            previous = status
 
     def stop(self) -> None:
         self._stop.set()
 
 
 def keys_main(argv) -> int:
+    import argparse
+
     ap = argparse.ArgumentParser(prog="anonynoise-stream keys",
                                  description="make CURVE key pairs for the server and clients")
     ap.add_argument("folder")
@@ -280,12 +404,23 @@ def _main(argv=None) -> int:
     if argv[:1] == ["keys"]:
         return keys_main(argv[1:])
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="anonynoise-stream: %(message)s")
+    model_threads(args.threads)  # a bad --threads: one line now, not after loading the model
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format=f"{PROG}: %(message)s")
     return stream_main(args)
 
 
 def main(argv=None) -> int:
-    return run(_main, argv, prog="anonynoise-stream")
+    previous = _install_early_handlers()  # first: a signal from now on ends in one line
+    try:
+        from anonynoise.cli import run
+
+        return run(_main, argv, prog=PROG)
+    finally:
+        if previous is not None:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
 
 
 if __name__ == "__main__":

@@ -585,13 +585,17 @@ def test_the_last_status_line_counts_windows_a_stop_left_queued():
 def test_the_model_leaves_a_core_to_the_rest_of_the_service(monkeypatch):
     from stream.cli import model_threads
 
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    # the cores this process may use (its affinity), else the machine's
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     assert model_threads(None) == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert model_threads(None) == 15
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)  # not Linux
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
     assert model_threads(None) == 15
+    assert model_threads(2) == 2
     monkeypatch.setattr(os, "cpu_count", lambda: None)
     assert model_threads(None) == 1
-    assert model_threads(2) == 2
     with pytest.raises(AnonyNoiseError, match="at least 1"):
         model_threads(0)
 
