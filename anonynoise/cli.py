@@ -342,7 +342,8 @@ def cmd_anonymize(args) -> int:
                        filters=filter_config(args))
     print(f"wrote {args.output}: {s['events_out']:,} anonymized events from {s['events_in']:,} "
           f"in {s['windows']} windows ({s['refused']} dropped: anonymization failed"
-          + (f"; {s['time_jumps']} jumps in time skipped" if s["time_jumps"] else "") + ")")
+          + (f"; {s['time_jumps']} jumps in event time skipped, the largest "
+             f"{s['time_jump_largest_s']:.0f} s" if s["time_jumps"] else "") + ")")
     print_npy_note(args.output, s["sensor_size"])
     return 0
 

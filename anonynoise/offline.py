@@ -134,6 +134,7 @@ def anonymize_file(source: str | os.PathLike, output: str | os.PathLike,
                 emit(windower.push(batch))
             emit(windower.flush())
             summary["time_jumps"] = windower.gaps.count
+            summary["time_jump_largest_s"] = windower.gaps.largest_us / 1e6
             if summary["windows"] and summary["refused"] == summary["windows"]:
                 raise AnonyNoiseError(f"{source}: every window's anonymization failed; nothing "
                                       "written")

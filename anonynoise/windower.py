@@ -8,8 +8,8 @@ events are counted: a burst must not stall the pipeline.
 
 A jump in event time longer than `max_gap_us` (a 32-bit timestamp wrap, a glitched time word,
 a recording paused for hours) is not cut into empty windows: the window grid moves on to the
-first event after the jump (on the same grid), the jump is logged once with its size and
-counted in `gaps`. Cut into windows, one such jump cost 86,000 to 343,000 empty windows.
+first event after the jump (on the same grid), and the jump is counted in `gaps` (how many,
+the largest), which the commands report. Cut into windows, one such jump cost 86,000 to 343,000 empty windows.
 """
 
 from __future__ import annotations
@@ -45,15 +45,14 @@ class Gaps:
     seen: list = field(default_factory=list, repr=False)
 
     def add(self, at_us: int, size_us: int, what: str) -> None:
-        """Count a jump; the first is logged as a warning with its size, later ones in the
-        debug log (a damaged file can jump thousands of times: the counts say how often)."""
+        """Count a jump (in the debug log with its place: a damaged file can jump thousands of
+        times). The commands report the count and the largest once, in their summary and
+        status lines, so that a run's stderr stays one line."""
         self.count += 1
         self.total_us += size_us
         self.largest_us = max(self.largest_us, size_us)
-        (log.warning if self.count == 1 else log.debug)(
-            "%s: event time jumps by %.1f s at t=%d µs (no events in between); skipped, not "
-            "cut into empty windows%s", what, size_us / 1e6, at_us,
-            "" if self.count == 1 else f" (jump {self.count})")
+        log.debug("%s: event time jumps by %.1f s at t=%d µs (no events in between); skipped, "
+                  "not cut into empty windows (jump %d)", what, size_us / 1e6, at_us, self.count)
 
 
 @dataclass(frozen=True)
