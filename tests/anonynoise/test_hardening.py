@@ -266,3 +266,16 @@ def test_the_stream_refuses_a_synthetic_sensor_too_large_for_memory(monkeypatch)
     monkeypatch.setattr(memory, "available_bytes", lambda: 1 << 30)
     with pytest.raises(AnonyNoiseError, match="needs about"):
         SyntheticSource(8000, 8000)
+
+
+def test_a_weakened_configuration_is_named_in_the_stream_identity(identity_checkpoint, caplog):
+    from anonynoise.offline import open_anonymizer
+
+    with caplog.at_level("WARNING"):
+        _, _, identity = open_anonymizer(identity_checkpoint, "cpu", allow_weak=True,
+                                         filters=None)
+    assert identity["weakened"] and "near-identity" in identity["weakened"][0]
+    assert any("weakened anonymization" in r.getMessage() for r in caplog.records)
+    from anonynoise.offline import default_model
+
+    assert open_anonymizer(default_model(), "cpu")[2]["weakened"] == []  # the default: none

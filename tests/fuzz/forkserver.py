@@ -132,8 +132,9 @@ def _interpreter_exit() -> None:
     atexit._run_exitfuncs()
 
 
-def _kill_group(pid: int, wait: float = 2.0) -> None:
-    """SIGKILL the child's process group, and wait a little until it is gone."""
+def kill_group(pid: int, wait: float = 2.0) -> None:
+    """SIGKILL a process group, and wait a little until it is gone (the next case should not
+    share the CPU with the last one's leftovers). The runner uses it too."""
     deadline = time.monotonic() + wait
     try:
         os.killpg(pid, signal.SIGKILL)
@@ -164,17 +165,17 @@ def serve(request: dict, proto_fds: tuple[int, int]) -> dict:
         if done:
             break
         if os.getppid() != _PARENT:  # the suite is gone: so are its cases
-            _kill_group(pid)
+            kill_group(pid)
             os._exit(1)
         if time.monotonic() >= deadline:
             timed_out = True
-            _kill_group(pid, wait=0)
+            kill_group(pid, wait=0)
             _, status = os.waitpid(pid, 0)
             break
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
     elapsed = time.monotonic() - start
-    _kill_group(pid)  # whatever it left running in its group
+    kill_group(pid)  # whatever it left running in its group
     rc = os.waitstatus_to_exitcode(status)
     return {"rc": rc, "elapsed": elapsed, "timed_out": timed_out}
 

@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .forkserver import kill_group as _kill_group  # stdlib only: safe to import
+
 AS_LIMIT = 4 << 30  # bytes of address space a command may map
 OK_EXITS = (0, 2)  # done, or bad input said in one line
 # module of each command, for `python -m` where the installed script is not found
@@ -99,19 +101,6 @@ def environment() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("ANONYNOISE_DEBUG", None)
     return env
-
-
-def _kill_group(pgid: int, wait: float = 2.0) -> None:
-    """SIGKILL a process group, and wait a little until it is gone (the next case should not
-    share the CPU with the last one's leftovers)."""
-    deadline = time.monotonic() + wait
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-        while time.monotonic() < deadline:
-            time.sleep(0.01)
-            os.killpg(pgid, 0)  # raises once no process of the group is left
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _set_limit(limit: int | None):
