@@ -228,6 +228,7 @@ class Aedat4Reader(EventReader):
             with _rust_errors(), aedat.Decoder(self.path) as decoder:
                 tracks = decoder.tracks()
                 description = decoder.description()
+                table = decoder.file_data_definitions()
         except _FAERY_ERRORS as e:
             raise AnonyNoiseError(f"{self.path}: cannot read: {_faery_reason(e)}") from None
         events = [t for t in tracks if t.data_type == "events"]
@@ -237,7 +238,8 @@ class Aedat4Reader(EventReader):
         self._packets = _packet_chain(self.path, first, end, {t.id for t in tracks})
         width, height, camera = self._geometry(description, self._track, caller)
         self.info = RecordingInfo(str(self.path), "aedat4", width, height, "header",
-                                  camera=camera, other_streams=self._count_other_streams(tracks))
+                                  camera=camera,
+                                  other_streams=self._count_other_streams(tracks, table))
 
     def _geometry(self, description, track: int,
                   caller: tuple[int, int] | None) -> tuple[int, int, str | None]:
@@ -270,11 +272,18 @@ class Aedat4Reader(EventReader):
         except _FAERY_ERRORS as e:
             raise AnonyNoiseError(f"{self.path}: cannot read: {_faery_reason(e)}") from None
 
-    def _count_other_streams(self, tracks) -> dict[str, int]:
-        """Count frames, IMU samples and triggers; they are read here and never returned."""
+    def _count_other_streams(self, tracks, table) -> dict[str, int]:
+        """Count frames, IMU samples and triggers (never returned): from the file's table of
+        packets where it has one that names only its tracks, else by reading them."""
         names = {"frame": "frames", "imus": "imu", "triggers": "triggers"}
-        counts = {names[t.data_type]: 0 for t in tracks if t.data_type in names}
+        kinds = {t.id: names.get(t.data_type) for t in tracks}
+        counts = {name: 0 for name in kinds.values() if name is not None}
         if not counts:
+            return counts
+        if table and all(d.track_id in kinds for d in table):
+            for d in table:
+                if kinds[d.track_id] is not None:
+                    counts[kinds[d.track_id]] += int(d.elements_count)
             return counts
         for track, data in self._packets_of():
             name = names.get(track.data_type)
