@@ -82,7 +82,7 @@ def _parse_sensor(sensor_size: SensorSize | None) -> tuple[int, int] | None:
     return int(sensor_size[0]), int(sensor_size[1])
 
 
-def _check_declared(path: Path, width, height, caller: tuple[int, int] | None) -> None:
+def _check_declared(path: Path | None, width, height, caller: tuple[int, int] | None) -> None:
     """A sensor size a file declares: valid, and within MAX_SENSOR_SIZE unless the caller
     gave the same size (a header's size must not drive allocation on its own)."""
     try:
@@ -91,7 +91,8 @@ def _check_declared(path: Path, width, height, caller: tuple[int, int] | None) -
         else:
             check_sensor_limit(width, height)
     except AnonyNoiseError as e:
-        raise AnonyNoiseError(f"{path}: the file's {str(e).removeprefix('sensor ')}") from None
+        where = "" if path is None else f"{path}: "
+        raise AnonyNoiseError(f"{where}the file's {str(e).removeprefix('sensor ')}") from None
 
 
 class EventReader:
@@ -660,6 +661,7 @@ class NumpyReader(EventReader):
                 raise AnonyNoiseError("an empty structured array has no sensor size; pass it "
                                       "(--sensor WxH)")
             w, h = int(array["x"].max()) + 1, int(array["y"].max()) + 1
+            _check_declared(None, w, h, None)  # the reader names the file
             return from_structured(array, (w, h)), "the events' extent (pass --sensor WxH)"
         if array.ndim == 2 and array.shape[1] == 4 and array.dtype.kind == "f":
             self._dvsgesture = True
@@ -720,6 +722,7 @@ class _NpzEvents:
             w, h = (_scalar_int(self._small_array(archive, k), k) for k in ("width", "height"))
             if caller is not None and caller != (w, h):
                 raise AnonyNoiseError(f"the file says {w}x{h}, not {caller[0]}x{caller[1]}")
+            _check_declared(None, w, h, caller)  # the reader names the file
             lengths = []
             for k in self.FIELDS:
                 with archive.open(f"{k}.npy") as member:

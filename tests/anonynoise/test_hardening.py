@@ -279,3 +279,12 @@ def test_a_weakened_configuration_is_named_in_the_stream_identity(identity_check
     from anonynoise.offline import default_model
 
     assert open_anonymizer(default_model(), "cpu")[2]["weakened"] == []  # the default: none
+
+
+@pytest.mark.parametrize("width, height", [(1280, -1), (0, 720), (20000, 720)])
+def test_an_npz_declaring_a_bad_sensor_is_one_error(tmp_path, width, height):
+    path = tmp_path / "bad.npz"  # found by the fuzz suite: height -1 reached np.zeros
+    np.savez(path, t=np.arange(3), x=np.zeros(3, np.int16), y=np.zeros(3, np.int16),
+             p=np.ones(3, np.uint8), width=width, height=height)
+    with pytest.raises(AnonyNoiseError, match="the file's (width|height)"):
+        open_events(path)
