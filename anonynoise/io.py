@@ -1,9 +1,11 @@
 """Event files: read AEDAT 4, Prophesee RAW (EVT 2.0 / 3.0) and DAT, and NumPy files as an
 iterator of EventBatch; write AEDAT 4 and NumPy files.
 
-AEDAT 4 is read by dv-processing and written by faery (which takes numpy arrays whole);
-Prophesee formats go through expelliarmus. Only events ever come out of a reader: APS frames,
-IMU samples and triggers are counted for `info` and left in the file.
+AEDAT 4 is read and written by faery (its decoder returns errors where dv-processing's spins
+on a damaged packet, see Aedat4Reader; its encoder takes numpy arrays whole); Prophesee formats
+go through expelliarmus. Only events ever come out of a reader: APS frames, IMU samples and
+triggers are counted for `info` and left in the file. A sensor size a file declares is refused
+above MAX_SENSOR_SIZE unless the caller gives the same size.
 """
 
 from __future__ import annotations
