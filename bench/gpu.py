@@ -145,6 +145,7 @@ class CountingPublisher:
 
     def __init__(self):
         self.windows = self.events = 0
+        self.lossless_dropped = 0  # the pipeline reports it in every header
 
     def publish(self, header, events, wait=False):
         self.windows += 1
