@@ -167,6 +167,17 @@ class Kind:
     generic: bool = False
 
 
+def _raw_header() -> list[Kind]:
+    """A Prophesee RAW header's edits (EVT 2.0 and 3.0 alike)."""
+    return [
+        Kind("geometry", m.header_set, {"key": "geometry"},
+             choose=("value", m.GEOMETRIES_TEXT), weight=2),
+        Kind("evt", m.header_set, {"key": "evt"}, choose=("value", _EVT_VALUES)),
+        Kind("header_delete", m.header_delete),
+        Kind("long_line", m.header_long_line, weight=0.5),
+    ]
+
+
 def _generic() -> list[Kind]:
     return [Kind("bitflip", m.bit_flips, weight=2, generic=True),
             Kind("random", m.random_bytes, generic=True),
@@ -188,20 +199,10 @@ KINDS: dict[str, list[Kind]] = {
         Kind("geometry", m.aedat4_events, {"mode": "geometry"},
              choose=("size", m.GEOMETRIES)),
     ],
-    "evt2": _generic() + [
-        Kind("geometry", m.header_set, {"key": "geometry"},
-             choose=("value", m.GEOMETRIES_TEXT), weight=2),
-        Kind("evt", m.header_set, {"key": "evt"}, choose=("value", _EVT_VALUES)),
-        Kind("header_delete", m.header_delete),
-        Kind("long_line", m.header_long_line, weight=0.5),
+    "evt2": _generic() + _raw_header() + [
         Kind("time_high", m.evt2_time_high, choose=("mode", m.EVT_MODES), weight=3),
     ],
-    "evt3": _generic() + [
-        Kind("geometry", m.header_set, {"key": "geometry"},
-             choose=("value", m.GEOMETRIES_TEXT), weight=2),
-        Kind("evt", m.header_set, {"key": "evt"}, choose=("value", _EVT_VALUES)),
-        Kind("header_delete", m.header_delete),
-        Kind("long_line", m.header_long_line, weight=0.5),
+    "evt3": _generic() + _raw_header() + [
         Kind("time", m.evt3_time, choose=("mode", m.EVT_MODES), weight=3),
     ],
     "dat": _generic() + [
