@@ -28,11 +28,11 @@ from anonynoise.events import EventBatch
 from anonynoise.filters import MOVING_STEPS, FilterConfig, ModelFilters, PrivacyFilter
 from anonynoise.filters import warm_up as warm_up_filters
 from anonynoise.fused import anonymized_output
+from anonynoise.identity import NovelShare
+from anonynoise.identity import warm_up as warm_up_identity
+from anonynoise.memory import check_window_memory
 from anonynoise.models import ANONYMIZER_KINDS
 from anonynoise.models.noise import noise_generators
-from anonynoise.identity import NovelShare
-from anonynoise.memory import check_window_memory
-from anonynoise.identity import warm_up as warm_up_identity
 
 log = logging.getLogger(__name__)
 

@@ -89,7 +89,7 @@ def _check_declared(path: Path | None, width, height, caller: tuple[int, int] | 
     gave the same size (a header's size must not drive allocation on its own)."""
     try:
         if caller is not None and caller == (width, height):
-            empty_events(width, height)  # the int16 limit still holds
+            empty_events(width, height)  # MAX_SENSOR_SIDE still holds
         else:
             check_sensor_limit(width, height)
     except AnonyNoiseError as e:
@@ -127,7 +127,8 @@ class EventReader:
 # so neither a timeout nor Ctrl-C can end it (34 of 100 mutated files). faery's Rust decoder
 # returns an error for a bad LZ4 frame, flatbuffer or coordinate instead. It trusts a packet's
 # declared size, though: a size of -5 made it ask for 4 GiB and abort the process. So every
-# packet header is checked against the file before faery reads a byte of it (_packet_chain).
+# packet header is checked against the file before faery reads a byte of it
+# (_check_packet_chain).
 # dv-processing stays the camera's and the DV network output's library.
 
 AEDAT4_PREAMBLE = len(AEDAT4_MAGIC) + 2  # the magic and "\r\n"
@@ -148,9 +149,10 @@ def _flatbuffer_fields(buf: bytes) -> tuple[int, list[int]]:
     return root, fields
 
 
-def _aedat4_layout(path: Path) -> tuple[int, int, int]:
-    """(first packet's offset, end of the packets, compression) from the file's IOHeader:
-    flatbuffer fields compression (int32), dataTablePosition (int64, -1: none), infoNode."""
+def _aedat4_layout(path: Path) -> tuple[int, int]:
+    """(first packet's offset, end of the packets) from the file's IOHeader, whose
+    compression is checked: flatbuffer fields compression (int32), dataTablePosition (int64,
+    -1: none), infoNode."""
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(AEDAT4_PREAMBLE + 4)
@@ -175,32 +177,27 @@ def _aedat4_layout(path: Path) -> tuple[int, int, int]:
     if not first <= end <= size:
         raise AnonyNoiseError(f"{path}: the file is truncated or corrupt (its packet table "
                               f"at byte {table} lies outside its {size} bytes)")
-    return first, end, compression
+    return first, end
 
 
-def _packet_chain(path: Path, first: int, end: int, streams: set[int]) -> int:
-    """Walk the packet headers (int32 stream id, int32 size) from `first` to `end`; the number
-    of packets, or AnonyNoiseError at the first header that does not fit the file."""
+def _check_packet_chain(path: Path, first: int, end: int, streams: set[int]) -> None:
+    """Walk the packet headers (int32 stream id, int32 size) from `first` to `end`;
+    AnonyNoiseError at the first header that does not fit the file."""
     count, offset = 0, first
-    with open(path, "rb") as f:
-        buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if end else b""
-        try:
-            while offset < end:
-                if offset + 8 > end:
-                    raise AnonyNoiseError(f"{path}: the file is truncated or corrupt (a packet "
-                                          f"header at byte {offset} is cut off)")
-                stream, size = struct.unpack_from("<ii", buf, offset)
-                if stream not in streams or not 0 < size <= min(_MAX_PACKET_BYTES,
-                                                                end - offset - 8):
-                    raise AnonyNoiseError(f"{path}: the file is truncated or corrupt (packet "
-                                          f"{count} at byte {offset}: stream {stream}, "
-                                          f"{size} bytes)")
-                offset += 8 + size
-                count += 1
-        finally:
-            if isinstance(buf, mmap.mmap):
-                buf.close()
-    return count
+    # the file is not empty (its header was read), so it can be mapped
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        while offset < end:
+            if offset + 8 > end:
+                raise AnonyNoiseError(f"{path}: the file is truncated or corrupt (a packet "
+                                      f"header at byte {offset} is cut off)")
+            stream, size = struct.unpack_from("<ii", buf, offset)
+            if stream not in streams or not 0 < size <= min(_MAX_PACKET_BYTES,
+                                                            end - offset - 8):
+                raise AnonyNoiseError(f"{path}: the file is truncated or corrupt (packet "
+                                      f"{count} at byte {offset}: stream {stream}, "
+                                      f"{size} bytes)")
+            offset += 8 + size
+            count += 1
 
 
 def _faery_reason(error: BaseException) -> str:
@@ -226,7 +223,7 @@ class Aedat4Reader(EventReader):
             if f.read(len(AEDAT4_MAGIC)) != AEDAT4_MAGIC:
                 raise AnonyNoiseError(f"{self.path}: not an AEDAT 4 file (no "
                                       f"{AEDAT4_MAGIC.decode()} header)")
-        first, end, _ = _aedat4_layout(self.path)
+        first, end = _aedat4_layout(self.path)
         try:
             with _rust_errors(), aedat.Decoder(self.path) as decoder:
                 tracks = decoder.tracks()
@@ -238,7 +235,7 @@ class Aedat4Reader(EventReader):
         if not events:
             raise AnonyNoiseError(f"{self.path}: the recording has no event stream")
         self._track = events[0].id
-        self._packets = _packet_chain(self.path, first, end, {t.id for t in tracks})
+        _check_packet_chain(self.path, first, end, {t.id for t in tracks})
         width, height, camera = self._geometry(description, self._track, caller)
         self.info = RecordingInfo(str(self.path), "aedat4", width, height, "header",
                                   camera=camera,

@@ -9,13 +9,14 @@ events are counted: a burst must not stall the pipeline.
 A jump in event time longer than `max_gap_us` (a 32-bit timestamp wrap, a glitched time word,
 a recording paused for hours) is not cut into empty windows: the window grid moves on to the
 first event after the jump (on the same grid), and the jump is counted in `gaps` (how many,
-the largest), which the commands report. Cut into windows, one such jump cost 86,000 to 343,000 empty windows.
+the largest), which the commands report. Cut into windows, one such jump cost 86,000 to
+343,000 empty windows.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numba
 import numpy as np
@@ -36,23 +37,19 @@ def gap_points(t: np.ndarray, max_gap_us: int) -> np.ndarray:
 
 @dataclass
 class Gaps:
-    """Jumps in event time skipped by a windower or a pacer: how many, their sum, the
-    largest (µs)."""
+    """Jumps in event time a windower skipped: how many, the largest (µs)."""
 
     count: int = 0
-    total_us: int = 0
     largest_us: int = 0
-    seen: list = field(default_factory=list, repr=False)
 
-    def add(self, at_us: int, size_us: int, what: str) -> None:
+    def add(self, at_us: int, size_us: int) -> None:
         """Count a jump (in the debug log with its place: a damaged file can jump thousands of
         times). The commands report the count and the largest once, in their summary and
         status lines, so that a run's stderr stays one line."""
         self.count += 1
-        self.total_us += size_us
         self.largest_us = max(self.largest_us, size_us)
-        log.debug("%s: event time jumps by %.1f s at t=%d µs (no events in between); skipped, "
-                  "not cut into empty windows (jump %d)", what, size_us / 1e6, at_us, self.count)
+        log.debug("event time jumps by %.1f s at t=%d µs (no events in between); skipped, not "
+                  "cut into empty windows (jump %d)", size_us / 1e6, at_us, self.count)
 
 
 @dataclass(frozen=True)
@@ -125,7 +122,7 @@ class Windower:
         if self.t_start + self.window_us <= t_next:
             skipped = (t_next - self.t_start) // self.window_us
             self.t_start += skipped * self.window_us
-        self.gaps.add(self._t_last, gap, "windower")
+        self.gaps.add(self._t_last, gap)
         return out
 
     def _push(self, batch: EventBatch) -> list[Window]:
