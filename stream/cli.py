@@ -25,7 +25,7 @@ DEFAULT_PUBLISH = "tcp://127.0.0.1:5555"
 def build_parser() -> argparse.ArgumentParser:  # noqa: F821 - imported here, not above
     import argparse
 
-    from anonynoise.cli import add_filter_arguments, bounded, parse_sensor
+    from anonynoise.cli_support import add_filter_arguments, bounded, parse_sensor
 
     ap = argparse.ArgumentParser(prog="anonynoise-stream", description=__doc__.splitlines()[0],
                                  epilog="anonynoise-stream keys DIR [--clients NAME ...] makes "
@@ -170,7 +170,7 @@ def stream_main(args) -> int:
     import logging
 
     from anonynoise.atomic import refuse_overwriting_input
-    from anonynoise.cli import filter_config
+    from anonynoise.cli_support import filter_config
     from anonynoise.errors import AnonyNoiseError
     from anonynoise.memory import keep_freed_memory
     from anonynoise.offline import open_anonymizer
@@ -414,7 +414,7 @@ def _main(argv=None) -> int:
 def main(argv=None) -> int:
     previous = _install_early_handlers()  # first: a signal from now on ends in one line
     try:
-        from anonynoise.cli import run
+        from anonynoise.cli_support import run
 
         return run(_main, argv, prog=PROG)
     finally:

@@ -57,7 +57,7 @@ import torch.nn.functional as F
 
 from anonynoise.anonymizer import Anonymizer
 from anonynoise.checkpoint import load_checkpoint
-from anonynoise.cli import run
+from anonynoise.cli_support import run
 from anonynoise.errors import AnonyNoiseError
 from anonynoise.events import EventBatch
 from anonynoise.filters import FilterConfig, first_event_per_slot

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from anonynoise.cli import run
+from anonynoise.cli_support import run
 from anonynoise.memory import keep_freed_memory
 from train.options import check, preposttrain_parser
 from train.stages import preposttrain

@@ -53,7 +53,7 @@ import torch
 
 from anonynoise.anonymizer import DEFAULT_MAX_EVENT_RATIO
 from anonynoise.atomic import atomic_output
-from anonynoise.cli import run
+from anonynoise.cli_support import run
 from anonynoise.errors import AnonyNoiseError
 from anonynoise.filters import FilterConfig
 from anonynoise.memory import keep_freed_memory

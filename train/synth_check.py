@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from anonynoise.checkpoint import load_net, save_checkpoint
-from anonynoise.cli import run
+from anonynoise.cli_support import run
 from anonynoise.errors import AnonyNoiseError
 from anonynoise.memory import keep_freed_memory
 from anonynoise.models import ClassNet

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from anonynoise.cli import run
+from anonynoise.cli_support import run
 from anonynoise.memory import keep_freed_memory
 from train.options import check, pipeline_parser
 from train.stages import pipeline

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from anonynoise.cli import bounded, parse_sensor, run
+from anonynoise.cli_support import bounded, parse_sensor, run
 from viewer.receiver import DEFAULT_ADDRESS
 
 SCREENSHOT_TIMEOUT_S = 30.0  # with --screenshot and no --timeout

@@ -115,7 +115,7 @@ def _write_one(args) -> int:
 
 def _plain_sigterm() -> None:
     # forked workers inherit the parent's handlers; a SIGTERM that raised in a worker (see
-    # anonynoise.cli.sigterm_as_interrupt) could leave the pool's queues locked while the
+    # anonynoise.cli_support.sigterm_as_interrupt) could leave the pool's queues locked while the
     # parent terminates it: workers simply die
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 

@@ -117,7 +117,7 @@ def test_a_reader_that_closed_its_pipe_ends_the_command_quietly(real_file):
 
 def test_the_filters_help_names_those_the_shipped_model_records():
     from anonynoise.checkpoint import load_checkpoint
-    from anonynoise.cli import SHIPPED_FILTERS
+    from anonynoise.cli_support import SHIPPED_FILTERS
     from anonynoise.offline import default_model
 
     recorded = load_checkpoint(default_model()).training["filters"]

@@ -33,8 +33,8 @@ import warnings
 # What the commands import lazily (each child would otherwise import them again). A module
 # that fails to import here is left to the child, which reports it as the command would.
 PRELOAD = (
-    "anonynoise.cli", "stream.cli", "anonynoise.io", "anonynoise.events", "anonynoise.filters",
-    "anonynoise.offline", "anonynoise.anonymizer", "anonynoise.windower",
+    "anonynoise.cli", "anonynoise.cli_support", "stream.cli", "anonynoise.io",
+    "anonynoise.events", "anonynoise.filters", "anonynoise.offline", "anonynoise.anonymizer", "anonynoise.windower",
     "anonynoise.memory", "stream.sources", "stream.pipeline", "stream.publisher",
     "stream.sinks", "dv_processing", "expelliarmus", "faery", "torch", "zmq",
 )

@@ -11,7 +11,7 @@ import pytest
 import tonic
 from PIL import Image
 
-from anonynoise.cli import run
+from anonynoise.cli_support import run
 from anonynoise.errors import AnonyNoiseError
 from train.datasets import open_dataset
 from train.datasets.eventreid import QUERY_LIST, chunk_frames, load_eventreid, read_chunk

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from anonynoise.checkpoint import load_checkpoint
-from anonynoise.cli import run
+from anonynoise.cli_support import run
 from anonynoise.synth import DatasetConfig, generate_dataset
 from train import preposttrain_networks, train_pipeline
 

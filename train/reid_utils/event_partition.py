@@ -25,7 +25,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from anonynoise.cli import run
+from anonynoise.cli_support import run
 from anonynoise.errors import AnonyNoiseError
 
 log = logging.getLogger(__name__)

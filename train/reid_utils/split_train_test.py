@@ -15,7 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from anonynoise.cli import run
+from anonynoise.cli_support import run
 from anonynoise.errors import AnonyNoiseError
 
 TEST_IDS = frozenset(range(2, 33, 3))  # 2, 5, 8, ..., 32
