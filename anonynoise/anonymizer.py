@@ -12,6 +12,7 @@ sampler draws its own seed.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -60,9 +61,10 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     try:
         device = torch.device(device)
     except RuntimeError as e:
-        raise AnonyNoiseError(f"unknown device {device!r}: {e}") from None
+        raise AnonyNoiseError(f"unknown device {device!r}: {e}", parameter="device") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise AnonyNoiseError("--device cuda: no CUDA GPU is available here")
+        raise AnonyNoiseError(f"device {str(device)!r}: no CUDA GPU is available here",
+                              parameter="device")
     return device
 
 
@@ -110,8 +112,8 @@ def _check_filters(ckpt: Checkpoint, filters: FilterConfig | None,
             return f"trained behind the filters {trained}, run behind {used}"
         raise CheckpointError(
             f"{ckpt.source}: refused: it was trained behind the privacy filters {trained!r} "
-            f"and would run behind {used!r}; leave --filters at model (the default: those) or "
-            f"pass --filters {trained} (or allow_weak, --allow-weak, to run it anyway)")
+            f"and would run behind {used!r}; run it behind its own filters (the default) or "
+            f"{trained!r}, or with allow_weak to run it anyway", parameter="filters")
     return None
 
 
@@ -120,12 +122,36 @@ def _recorded_filters(ckpt: Checkpoint, request: ModelFilters) -> FilterConfig |
         return request.resolve(ckpt.training)
     except (AnonyNoiseError, TypeError, ValueError) as e:  # a checkpoint written elsewhere
         raise CheckpointError(f"{ckpt.source}: its recorded privacy filters are unusable "
-                              f"({e}); pass --filters") from None
+                              f"({e}); name the filters to run", parameter="filters") from None
+
+
+DEFAULT_WINDOW_US = 50_000  # the shipped model's window, and the filters' alone
+
+
+def choose_window(representation: Representation | None, window_us: int | None) -> int | None:
+    """The window in µs: the model's, unless window_us; None for a model trained on whole
+    samples (it anonymizes the windows it is given, but cannot cut a stream). No model
+    (representation None): window_us, else DEFAULT_WINDOW_US."""
+    if window_us is not None:
+        if not int(window_us) > 0:
+            raise AnonyNoiseError(f"the window must be positive, got {window_us} µs",
+                                  parameter="window")
+        if representation is not None and representation.window_us is None:
+            log.warning("the model was trained on whole samples: on %g ms windows its count "
+                        "statistics differ from training", window_us / 1000)
+        return int(window_us)
+    if representation is None:
+        return DEFAULT_WINDOW_US
+    return representation.window_us
 
 
 class Anonymizer:
-    """Anonymize windows of events with an anonymizer checkpoint.
+    """Anonymize windows of events: privacy filters, then the anonymizer net (or, with
+    checkpoint None, the filters alone: no net, the events sampled back from the filtered
+    counts, so no input event leaves as it came).
 
+    window_us: the window length (default: the checkpoint's; without a net
+    DEFAULT_WINDOW_US). bins: the time bins of a window without a net (a net has its own).
     threads: CPU threads for torch (None leaves torch's setting). channels_last: None picks
     it on the CPU, where it is faster for these nets. seed: for tests only; the default draws
     every window's noise from OS entropy. allow_weak: accept a near-identity net, or a net
@@ -134,16 +160,68 @@ class Anonymizer:
     cap; see cap_event_rate). filters: privacy filters run on each window's events before the
     net (see filters.py; ModelFilters, the default: those the checkpoint was trained behind;
     None: none); their failure refuses the window like the net's.
+
+    Call it on a recording (`anonymizer(events)`) or on a stream of batches
+    (`anonymizer.stream(batches)`): anonynoise.loop cuts the windows.
     """
 
-    def __init__(self, checkpoint: str | os.PathLike | Checkpoint, device: str = "auto", *,
-                 threads: int | None = None, channels_last: bool | None = None,
-                 seed: int | None = None, allow_weak: bool = False,
-                 max_events: int = represent.DEFAULT_MAX_EVENTS,
+    def __init__(self, checkpoint: str | os.PathLike | Checkpoint | None, device: str = "auto",
+                 *, window_us: int | None = None, bins: int = 5, threads: int | None = None,
+                 channels_last: bool | None = None, seed: int | None = None,
+                 allow_weak: bool = False, max_events: int = represent.DEFAULT_MAX_EVENTS,
                  max_event_ratio: float | None = DEFAULT_MAX_EVENT_RATIO,
                  filters: FilterConfig | ModelFilters | None = ModelFilters()):
-        ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else \
-            load_checkpoint(Path(checkpoint), ANONYMIZER_KINDS)
+        if threads is not None:
+            torch.set_num_threads(int(threads))
+        self._seed = seed
+        self._lock = threading.Lock()  # one generator set and one counter set per instance
+        self._filter_lock = threading.Lock()  # the filters' warp and random state
+        self.max_events = int(max_events)
+        if max_event_ratio is not None and not max_event_ratio > 0:
+            raise AnonyNoiseError(f"max_event_ratio must be positive, got {max_event_ratio}",
+                                  parameter="max_event_ratio")
+        self.windows = 0
+        self.refused = 0
+        self.weakened: list[str] = []  # what allow_weak let through: named in every header
+        self.sha256: str | None = None  # of the checkpoint file, for stream headers
+        if checkpoint is None:
+            self._init_filters_only(filters, window_us, bins)
+        else:
+            self._init_net(checkpoint, device, channels_last, allow_weak, max_event_ratio,
+                           filters, window_us)
+        for reason in self.weakened:
+            log.warning("weakened anonymization (allow_weak): %s", reason)
+
+    def _init_filters_only(self, filters, window_us: int | None, bins: int) -> None:
+        if isinstance(filters, ModelFilters):  # no model, so none recorded
+            filters = None
+        if filters is None or not filters.check().moves_events:
+            raise AnonyNoiseError("the privacy filters alone (no model) need filters with "
+                                  f"{' or '.join(MOVING_STEPS)}: otherwise every event would "
+                                  "leave at its own pixel", parameter="filters")
+        self.checkpoint = None
+        self.window_us = choose_window(None, window_us)
+        self.representation = Representation(bins=int(bins), window_us=self.window_us)
+        self.device = torch.device("cpu")
+        self.channels_last = False
+        self.net = None
+        self.max_event_ratio = None  # the filters never add events
+        self.filters = filters
+        self._filter = PrivacyFilter(filters, seed=self._seed)
+        self.noise_strength = None
+        self._novel = None
+        self._guard_raw = False  # its filters move every event (checked above)
+        represent.warm_up()
+        warm_up_filters()
+
+    def _init_net(self, checkpoint, device, channels_last, allow_weak, max_event_ratio,
+                  filters, window_us) -> None:
+        if isinstance(checkpoint, Checkpoint):
+            ckpt = checkpoint
+        else:
+            path = Path(checkpoint)
+            ckpt = load_checkpoint(path, ANONYMIZER_KINDS)
+            self.sha256 = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
         if ckpt.kind not in ANONYMIZER_KINDS:
             raise CheckpointError(f"{ckpt.source}: is a {ckpt.kind} checkpoint, expected an "
                                   "anonymizer")
@@ -156,45 +234,36 @@ class Anonymizer:
             raise CheckpointError(f"{ckpt.source}: the net takes {ckpt.arch.get('channels')} "
                                   f"channels but the representation has "
                                   f"{self.representation.channels}")
-        if threads is not None:
-            torch.set_num_threads(int(threads))
+        self.window_us = choose_window(self.representation, window_us)
         self.device = resolve_device(device)
         self.channels_last = (self.device.type == "cpu") if channels_last is None else channels_last
         self.net = ckpt.build(self.device)
         if self.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
-        self._seed = seed
         # one generator per thread that draws a part of a window's noise (fill_normal)
         self._generators = noise_generators(min(torch.get_num_threads(), 4), self.device)
-        self._lock = threading.Lock()  # one generator set and one counter set per instance
-        self._filter_lock = threading.Lock()  # the filters' warp and random state
-        self.max_events = int(max_events)
-        if max_event_ratio is not None and not max_event_ratio > 0:
-            raise ValueError(f"max_event_ratio must be positive, got {max_event_ratio}")
         self.max_event_ratio = max_event_ratio
-        self.windows = 0
-        self.refused = 0
         if isinstance(filters, ModelFilters):
             filters = _recorded_filters(ckpt, filters)
         self.filters = filters.check() if filters is not None and filters.steps else None
-        self._filter = None if self.filters is None else PrivacyFilter(self.filters, seed=seed)
+        self._filter = None if self.filters is None else PrivacyFilter(self.filters,
+                                                                       seed=self._seed)
         weakened = _check_filters(ckpt, self.filters, allow_weak)
-        # what allow_weak let through: warned at the start, named in every stream header
-        self.weakened: list[str] = [weakened] if weakened else []
+        self.weakened += [weakened] if weakened else []
         represent.warm_up()
         if self._filter is not None:
             warm_up_filters()
         self.noise_strength = self._calibrate()
         # behind a filter that moves events a weak net is no weaker than the filters alone,
-        # which run without a net (FilterAnonymizer) as well: its output is not the raw events
+        # which run without a net as well: its output is not the raw events
         moved = self.filters is not None and self.filters.moves_events
         if self.noise_strength < MIN_NOISE_STRENGTH and not moved:
             if not allow_weak:
                 raise CheckpointError(
                     f"{ckpt.source}: refused: its noise on a calibration window is "
                     f"{self.noise_strength:.1%} of the signal (below {MIN_NOISE_STRENGTH:.0%}), "
-                    "so its output would be close to the raw events; pass allow_weak "
-                    "(--allow-weak) to use it anyway")
+                    "so its output would be close to the raw events; allow_weak uses it "
+                    "anyway", parameter="allow_weak")
             self.weakened.append(f"near-identity net (noise {self.noise_strength:.1%} of the "
                                  "signal)")
         # with no filter moving every event, only the net stands between the raw events and
@@ -203,16 +272,34 @@ class Anonymizer:
         self._guard_raw = not moved
         if self._guard_raw:
             warm_up_identity()
-        for reason in self.weakened:
-            log.warning("weakened anonymization (allow_weak): %s", reason)
+
+    @property
+    def identity(self) -> dict:
+        """What the stream headers say about this anonymizer (docs/protocol.md)."""
+        filters = self.filters.describe() if self.filters is not None else {"spec": "none"}
+        if self.net is None:
+            return {"kind": "filters_only", "name": "none", "sha256": None,
+                    "representation": self.representation.to_dict(), "filters": filters,
+                    "weakened": []}
+        return {"kind": self.checkpoint.kind, "name": Path(self.checkpoint.source).stem,
+                "sha256": self.sha256, "representation": self.representation.to_dict(),
+                "filters": filters, "weakened": list(self.weakened)}
 
     @property
     def bins(self) -> int:
         return self.representation.bins
 
-    def check_source(self, width: int, height: int, window_us: int | None = None) -> None:
-        """Refuse a source this checkpoint was not trained for, with the reason."""
-        reason = self.representation.mismatch(width, height, window_us=window_us)
+    def check_source(self, width: int, height: int) -> None:
+        """Refuse a source this anonymizer cannot take, with the reason: a sensor or window
+        its checkpoint was not trained for, or windows too large for this machine's memory.
+        Without a net any sensor and window fit that memory holds (the filtered counts are
+        one tensor, the sampler's output another)."""
+        if self.net is None:
+            check_window_memory(width, height, self.bins, copies=3)
+            return
+        trained_on_windows = self.representation.window_us is not None
+        reason = self.representation.mismatch(
+            width, height, window_us=self.window_us if trained_on_windows else None)
         if reason:
             raise CheckpointError(f"{self.checkpoint.source}: does not fit a {width}x{height} "
                                   f"source: {reason}")
@@ -229,10 +316,39 @@ class Anonymizer:
 
     def restart(self, seed: int | None = None) -> None:
         """Forget the filters' state, as a new stream does: the next window draws a new warp.
-        seed: tests and studies only."""
+        seed: tests and studies only (default: the anonymizer's own, OS entropy unless it was
+        given one)."""
         with self._filter_lock:
             if self.filters is not None:
-                self._filter = PrivacyFilter(self.filters, seed=seed)
+                self._filter = PrivacyFilter(self.filters,
+                                             seed=self._seed if seed is None else seed)
+
+    def __call__(self, events, sensor_size=None, *, absolute_time: bool = True):
+        """Anonymize a whole recording, as a new stream (the filters draw a new warp).
+
+        events: an EventBatch, or a structured array with fields x, y, t (µs), p (tonic's
+        names; dv's .numpy() timestamp and polarity; faery's on), sorted by time, with
+        sensor_size (W, H) or tonic's (W, H, 2). Returns the same kind: an EventBatch, or a
+        structured array with tonic's fields x, y, t, p, sorted by time; timestamps as the
+        input's unless absolute_time is False (then from the first window's start). Windows
+        whose anonymization fails are dropped and counted in `refused`, never returned raw."""
+        from anonynoise.loop import as_batch, recording_output
+
+        batch = as_batch(events, sensor_size)
+        self.restart()
+        return recording_output(self.stream([batch], absolute_time=absolute_time), batch,
+                                structured=not isinstance(events, EventBatch))
+
+    def stream(self, batches, sensor_size=None, *, absolute_time: bool = True):
+        """Anonymize a stream of batches (a file's, a camera's), window by window: yields each
+        window's anonymized events (empty where a window had none), in the kind the batches
+        come in (EventBatch, or tonic's structured array). Batches: EventBatch or structured
+        arrays as __call__ takes them, in time order. A refused window is skipped and counted
+        in `refused`."""
+        from anonynoise.loop import WindowLoop, stream_output
+
+        return stream_output(WindowLoop(self, absolute_time=absolute_time), batches,
+                             sensor_size)
 
     def _reseed(self) -> None:
         for k, generator in enumerate(self._generators):
@@ -242,8 +358,13 @@ class Anonymizer:
                 generator.manual_seed((self._seed + self.windows + (k << 40)) % 2 ** 63)
 
     def anonymize_tensor(self, counts: np.ndarray) -> np.ndarray:
-        """The net's output for one (bins, 2, H, W) float32 count tensor; raises
-        AnonymizationRefused (and counts it) where it fails or is not finite."""
+        """The net's output for one (bins, 2, H, W) float32 count tensor (without a net, the
+        counts as they are); raises AnonymizationRefused (and counts it) where it fails or is
+        not finite."""
+        if self.net is None:
+            with self._lock:
+                self.windows += 1
+            return counts
         with self._lock:
             try:
                 self._reseed()
@@ -342,48 +463,3 @@ class Anonymizer:
             self.windows, self.refused = 0, 0
         change = np.abs(np.maximum(tensor, 0.0) - counts).mean()
         return float(change / max(counts.mean(), 1e-12))
-
-
-class FilterAnonymizer(Anonymizer):
-    """The privacy filters alone, no net (`--model none`): events -> filters -> counts ->
-    events sampled back, so no input event leaves as it came (each one's timestamp is drawn
-    anew within its bin, as on the net's path). Refused without a filter that moves events.
-
-    Not the AnonyNoise method: a fixed transform, measured against fresh attackers like the
-    net (docs/privacy-filters.md)."""
-
-    def __init__(self, filters: FilterConfig | None, window_us: int = 50_000, bins: int = 5, *,
-                 seed: int | None = None, max_events: int = represent.DEFAULT_MAX_EVENTS):
-        if filters is None or not filters.check().moves_events:
-            raise AnonyNoiseError("--model none (the privacy filters alone) needs --filters "
-                                  f"with {' or '.join(MOVING_STEPS)}: otherwise every event "
-                                  "would leave at its own pixel")
-        self.checkpoint = None
-        self.representation = Representation(bins=int(bins), window_us=int(window_us))
-        self.device = torch.device("cpu")
-        self.net = None
-        self._seed = seed
-        self._lock = threading.Lock()
-        self._filter_lock = threading.Lock()
-        self.max_events = int(max_events)
-        self.max_event_ratio = None  # the filters never add events
-        self.windows = 0
-        self.refused = 0
-        self.filters = filters
-        self._filter = PrivacyFilter(filters, seed=seed)
-        self.noise_strength = None
-        self.weakened = []
-        self._guard_raw = False  # its filters move every event (checked above)
-        represent.warm_up()
-        warm_up_filters()
-
-    def check_source(self, width: int, height: int, window_us: int | None = None) -> None:
-        """Any sensor and window fit that memory holds (there is no checkpoint to refuse
-        them; the filters' counts are one tensor, the sampler's output another)."""
-        check_window_memory(width, height, self.bins, copies=3)
-
-    def anonymize_tensor(self, counts: np.ndarray) -> np.ndarray:
-        """The filtered counts as they are (there is no net)."""
-        with self._lock:
-            self.windows += 1
-        return counts

@@ -126,6 +126,12 @@ def sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
+# The command-line flag of each library parameter an error can be about (AnonyNoiseError's
+# `parameter`): the library names its parameters, the command line its flags.
+FLAGS = {"allow_weak": "--allow-weak", "device": "--device", "filters": "--filters",
+         "model": "--model", "sensor_size": "--sensor", "window": "--window-ms"}
+
+
 def run(main, argv=None, prog: str = "anonynoise", sigterm_interrupts: bool = False) -> int:
     """Call main(argv), turning project errors into one line and an exit status. With
     `sigterm_interrupts`, SIGTERM stops it as Ctrl-C does (sigterm_as_interrupt): for the
@@ -135,7 +141,8 @@ def run(main, argv=None, prog: str = "anonynoise", sigterm_interrupts: bool = Fa
         with sigterm_as_interrupt() if sigterm_interrupts else contextlib.nullcontext():
             return main(argv)
     except AnonyNoiseError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
+        flag = FLAGS.get(getattr(e, "parameter", None) or "")
+        print(f"{prog}: error: {flag + ': ' if flag else ''}{e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

@@ -7,9 +7,12 @@ class AnonyNoiseError(Exception):
     The message is a single line meant for a user; command-line tools print it as is.
     """
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, *, parameter: str | None = None):
         # Library messages are shown verbatim at the command line: keep them on one line.
         super().__init__(" ".join(str(message).split()))
+        # the library parameter the error is about (e.g. "allow_weak"): the message names the
+        # parameter, never a command-line flag; a command line adds its own flag for it
+        self.parameter = parameter
 
 
 def first_line(error: BaseException, limit: int | None = 200) -> str:

@@ -191,8 +191,7 @@ def stream_main(args) -> int:
         args.model, args.device, window_ms=args.window_ms, threads=model_threads(args.threads),
         allow_weak=args.allow_weak, filters=filter_config(args))
     source = make_source(args)
-    anonymizer.check_source(source.width, source.height,
-                            window if anonymizer.representation.window_us is not None else None)
+    anonymizer.check_source(source.width, source.height)
     anonymizer.warm_up(source.width, source.height)
     warm_up()
     publish = None if args.publish in (None, "none") else args.publish

@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from anonynoise.anonymizer import AnonymizationRefused, Anonymizer
+from anonynoise.anonymizer import Anonymizer
 from anonynoise.errors import AnonyNoiseError
 from anonynoise.events import empty_events, to_packed
+from anonynoise.loop import WindowLoop
+from anonynoise.windower import Window
 from stream.protocol import WindowHeader, new_session_id
-from anonynoise.windower import Window, Windower
 
 log = logging.getLogger(__name__)
 _END = object()
@@ -34,7 +35,7 @@ _END = object()
 
 @dataclass
 class StreamConfig:
-    window_us: int = 50_000
+    window_us: int | None = None  # None: the anonymizer's
     max_window_events: int = 2_000_000  # a burst above this is thinned and counted
     queue_windows: int = 8
     absolute_time: bool = False  # default: timestamps relative to the stream start
@@ -68,8 +69,6 @@ class SourceLag:
 class Counters:
     windows_in: int = 0
     windows_out: int = 0
-    events_in: int = 0
-    events_out: int = 0
     # every window or event that did not reach a consumer, by cause (docs/protocol.md)
     dropped: dict = field(default_factory=lambda: {"anonymization": 0, "queue": 0,
                                                    "lossless": 0, "sink": 0,
@@ -105,12 +104,13 @@ class Pipeline:
         self.speed = speed  # event seconds per wall-clock second of a paced replay
         self.session = new_session_id()
         self.counters = Counters()
-        self.windower = Windower(config.window_us, source.width, source.height,
-                                 max_events=config.max_window_events)
+        # the one window loop (anonynoise.loop): cut() in the source thread, anonymize() here
+        self.loop = WindowLoop(anonymizer, (source.width, source.height),
+                               window_us=config.window_us, max_events=config.max_window_events,
+                               absolute_time=config.absolute_time)
         self.queue: queue.Queue = queue.Queue(maxsize=config.queue_windows)
         self._stop = threading.Event()
         self._source_error: BaseException | None = None
-        self.origin: int | None = None
         self.started = time.monotonic()
         to_packed(empty_events(source.width, source.height))  # compiled now, not in a window
 
@@ -133,22 +133,21 @@ class Pipeline:
                     seen = now - int(batch.t[-1]) / 1e6 / self.speed
                     offset = seen if offset is None else min(offset, seen)
                     lag.observe(now, seen)
-                self.counters.events_in += len(batch)
-                windows = self.windower.push(batch)
-                self.counters.dropped["late_events"] = self.windower.late_events
+                horizon = None
                 if self.source.live and offset is not None:
                     # the watermark follows the source's recent delivery lag, not its best:
                     # a source that falls behind (a loaded machine, a lagging USB link) would
                     # otherwise have its windows closed before their events arrive
                     horizon = int((now - lag.recent()) * 1e6 * self.speed) - \
                         self.config.watermark_slack_us
-                    windows += self.windower.advance_to(horizon)
+                windows = self.loop.cut(batch, horizon)
+                self.counters.dropped["late_events"] = self.loop.late_events
                 for w in windows:
                     wall_end = None if offset is None or not self.paced else \
                         offset + w.t_end / 1e6 / self.speed
                     self._enqueue(QueuedWindow(w, seq, wall_end))
                     seq += 1
-            for w in self.windower.flush():
+            for w in self.loop.flush():
                 self._enqueue(QueuedWindow(w, seq, None))
                 seq += 1
         except BaseException as e:  # noqa: BLE001 - reported by the main thread
@@ -165,8 +164,6 @@ class Pipeline:
     def _enqueue(self, item: QueuedWindow) -> None:
         self.counters.windows_in += 1
         self.counters.dropped["burst_events"] += item.window.cut
-        if self.origin is None:
-            self.origin = item.window.t_start
         if self.source.live:
             try:
                 self.queue.put_nowait(item)
@@ -220,17 +217,14 @@ class Pipeline:
 
     def _process(self, item: QueuedWindow) -> tuple[bool, str]:
         w = item.window
-        try:
-            anonymized = self.anonymizer.anonymize(w.events, w.t_start, w.t_end)
-        except AnonymizationRefused as e:  # fail closed: the window is dropped, never sent raw
+        anonymized = self.loop.anonymize(w)
+        if anonymized is None:  # fail closed: the window is dropped, never sent raw
             self.counters.dropped["anonymization"] += 1
-            return False, str(e)
+            return False, self.loop.last_refusal
         events = anonymized.events
-        shift = 0 if self.config.absolute_time else -self.origin
-        # packed once, in the wire's format, for the publisher and every sink
-        payload = to_packed(events, shift)
-        header = WindowHeader(session=self.session, seq=item.seq, t_start=w.t_start + shift,
-                              t_end=w.t_end + shift, width=events.width, height=events.height,
+        payload = to_packed(events)  # packed once, in the wire's format, for every consumer
+        header = WindowHeader(session=self.session, seq=item.seq, t_start=anonymized.t_start,
+                              t_end=anonymized.t_end, width=events.width, height=events.height,
                               events=len(events), model=self.model,
                               dropped=dict(self.counters.dropped),
                               absolute_time=self.config.absolute_time)
@@ -240,9 +234,8 @@ class Pipeline:
             if not sink.put(header, payload, wait=not self.source.live):
                 self.counters.dropped["sink"] += 1
         if self.preview is not None:
-            self.preview(w.events, anonymized.events)
+            self.preview(w.events, events)
         self.counters.windows_out += 1
-        self.counters.events_out += len(events)
         if item.wall_end is not None:
             self.counters.latencies_ms.append((time.monotonic() - item.wall_end) * 1000)
         return True, ""
@@ -252,12 +245,13 @@ class Pipeline:
         self.source.stop()
 
     def status(self) -> dict:
-        c = self.counters
+        c, loop = self.counters, self.loop.summary()
         elapsed = max(time.monotonic() - self.started, 1e-9)
         return {"windows_in": c.windows_in, "windows_out": c.windows_out,
-                "events_in": c.events_in, "events_out": c.events_out,
-                "events_in_per_s": c.events_in / elapsed, "events_out_per_s": c.events_out / elapsed,
+                "events_in": loop["events_in"], "events_out": loop["events_out"],
+                "events_in_per_s": loop["events_in"] / elapsed,
+                "events_out_per_s": loop["events_out"] / elapsed,
                 "dropped": dict(c.dropped), "latency_ms_p50": c.latency(50),
                 "latency_ms_p99": c.latency(99), "seconds": elapsed,
-                "time_jumps": self.windower.gaps.count,
-                "time_jump_largest_s": self.windower.gaps.largest_us / 1e6}
+                "time_jumps": loop["time_jumps"],
+                "time_jump_largest_s": loop["time_jump_largest_s"]}

@@ -1,6 +1,6 @@
 """A recording run through the stream's privacy filters or its whole anonymizer, window by
-window, as the stream runs them: what the studies (train.controls, train.privacy_study)
-feed their nets when they measure the stream itself rather than a stand-in.
+window, as the stream runs them (anonynoise.loop): what the studies feed their nets when they
+measure the stream itself rather than a stand-in.
 
     window_by_window      each(window) over a recording's windows, the results concatenated
     stream_filtered       a recording through anonynoise.filters.PrivacyFilter
@@ -9,9 +9,10 @@ feed their nets when they measure the stream itself rather than a stand-in.
 
 from __future__ import annotations
 
-from anonynoise.anonymizer import AnonymizationRefused, Anonymizer
+from anonynoise.anonymizer import Anonymizer
 from anonynoise.events import EventBatch, concatenate
 from anonynoise.filters import FilterConfig, PrivacyFilter
+from anonynoise.loop import WindowLoop, recording_output
 from anonynoise.windower import Windower
 
 
@@ -25,8 +26,9 @@ def window_by_window(events: EventBatch, window_us: int, each) -> EventBatch:
 
 def stream_filtered(events: EventBatch, config: FilterConfig, window_us: int, bins: int,
                     seed: int) -> EventBatch:
-    """A recording's events through the stream's privacy filters, window by window (one
-    PrivacyFilter: its warp held while the recording is shorter than the warp's period)."""
+    """A recording's events through the stream's privacy filters alone (no sampling back),
+    window by window (one PrivacyFilter: its warp held while the recording is shorter than
+    the warp's period)."""
     pf = PrivacyFilter(config, seed=seed)
     return window_by_window(events, window_us,
                             lambda w: pf(w.events, w.t_start, w.t_end, bins))
@@ -34,12 +36,8 @@ def stream_filtered(events: EventBatch, config: FilterConfig, window_us: int, bi
 
 def anonymized_recording(events: EventBatch, anonymizer: Anonymizer,
                          window_us: int) -> EventBatch:
-    """A recording through the stream's anonymizer, window by window; a refused window is
-    dropped, as the stream drops it."""
-    def each(w):
-        try:
-            return anonymizer.anonymize(w.events, w.t_start, w.t_end).events
-        except AnonymizationRefused:
-            return None
-
-    return window_by_window(events, window_us, each)
+    """A recording through the stream's anonymizer and window loop, without restarting its
+    filters (the caller does, with its own seed); a refused window is dropped, as the stream
+    drops it."""
+    loop = WindowLoop(anonymizer, events.sensor_size, window_us=window_us)
+    return recording_output((w.events for w in loop.run([events])), events, structured=False)

@@ -154,13 +154,14 @@ def test_real_face_recording_every_window_anonymized(real_file, strong_checkpoin
 
 def test_check_source_and_warm_up(tmp_path):
     rep = Representation(bins=5, width=64, height=48, window_us=WINDOW)
-    anon = Anonymizer(save_checkpoint(tmp_path / "s.pt", strong_light_net(), rep), "cpu")
-    anon.check_source(64, 48, WINDOW)
+    path = save_checkpoint(tmp_path / "s.pt", strong_light_net(), rep)
+    anon = Anonymizer(path, "cpu")
+    anon.check_source(64, 48)
     with pytest.raises(CheckpointError, match="does not fit a 320x240 source: it was trained on a "
                                               "64x48 sensor"):
         anon.check_source(320, 240)
     with pytest.raises(CheckpointError, match="20 ms windows, not 50 ms"):
-        anon.check_source(64, 48, 50_000)
+        Anonymizer(path, "cpu", window_us=50_000).check_source(64, 48)
     anon.warm_up(64, 48)
     assert anon.windows == 0 and anon.refused == 0
 

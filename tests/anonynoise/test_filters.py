@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from anonynoise import represent
-from anonynoise.anonymizer import AnonymizationRefused, Anonymizer, FilterAnonymizer
+from anonynoise.anonymizer import AnonymizationRefused, Anonymizer
 from anonynoise.checkpoint import Representation, save_checkpoint
 from anonynoise.errors import AnonyNoiseError
 from anonynoise.events import make_events
@@ -212,8 +212,8 @@ def test_a_net_trained_behind_filters_is_refused_without_them(tmp_path):
                            {"filters": {"spec": "warp+jitter", "block": 4}})
     for filters in (None, FilterConfig("jitter")):
         with pytest.raises(CheckpointError, match="trained behind the privacy filters "
-                                                  "'warp[+]jitter'.*leave --filters at model.*"
-                                                  "pass --filters warp[+]jitter"):
+                                                  "'warp[+]jitter'.*its own filters.*"
+                                                  "'warp[+]jitter', or with allow_weak"):
             Anonymizer(path, "cpu", filters=filters)
     assert Anonymizer(path, "cpu", filters=FilterConfig("warp+jitter")).filters.spec == \
         "warp+jitter"
@@ -268,12 +268,13 @@ def test_a_failing_filter_refuses_the_window_and_counts_it(checkpoint, stream, m
 
 def test_filters_alone_need_a_filter_that_moves_events():
     for config in (None, FilterConfig("none"), FilterConfig("slots")):
-        with pytest.raises(AnonyNoiseError, match="needs --filters with warp or jitter"):
-            FilterAnonymizer(config)
+        with pytest.raises(AnonyNoiseError, match="need filters with warp or jitter") as e:
+            Anonymizer(None, filters=config)
+        assert e.value.parameter == "filters"
 
 
 def test_filters_alone_keep_each_blocks_counts_and_draw_new_timestamps(stream):
-    anon = FilterAnonymizer(FilterConfig("jitter", block=4), WINDOW)
+    anon = Anonymizer(None, filters=FilterConfig("jitter", block=4), window_us=WINDOW)
     out = anon.anonymize(stream, 0, WINDOW).events
     assert len(out) == len(stream) and anon.windows == 1 and anon.refused == 0
 
@@ -301,5 +302,6 @@ def test_filters_alone_from_the_command_line(real_file, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "anonynoise", "anonymize", src,
                           str(tmp_path / "b.npy"), "--model", "none"],
                          capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 2 and "needs --filters with warp or jitter" in bad.stderr
+    assert bad.returncode == 2 and "error: --filters: the privacy filters alone (no model) need " \
+        "filters with warp or jitter" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "b.npy").exists()

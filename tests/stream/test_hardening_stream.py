@@ -7,7 +7,7 @@ import time
 import numpy as np
 import zmq
 
-from anonynoise.anonymizer import FilterAnonymizer
+from anonynoise.anonymizer import Anonymizer
 from anonynoise.events import make_events
 from anonynoise.filters import FilterConfig
 from anonynoise.windower import Windower
@@ -107,7 +107,7 @@ class _RecordingPublisher:
 
 def test_lossless_drops_reach_headers_and_status():
     publisher = _RecordingPublisher()
-    anonymizer = FilterAnonymizer(FilterConfig("warp+jitter"), 50_000)
+    anonymizer = Anonymizer(None, filters=FilterConfig("warp+jitter"), window_us=50_000)
     pipeline = Pipeline(_LiveSource(), anonymizer, publisher, config=StreamConfig(window_us=50_000),
                         paced=False)
     summary = pipeline.run()
@@ -161,7 +161,7 @@ class _LaggingSource:
 
 def test_a_source_that_lags_the_wall_clock_keeps_its_events():
     publisher = _RecordingPublisher()
-    anonymizer = FilterAnonymizer(FilterConfig("jitter"), 50_000)  # keeps every event
+    anonymizer = Anonymizer(None, filters=FilterConfig("jitter"), window_us=50_000)  # keeps every event
     pipeline = Pipeline(_LaggingSource(), anonymizer, publisher,
                         config=StreamConfig(window_us=50_000), paced=True)
     summary = pipeline.run()

@@ -158,6 +158,7 @@ class Flaky:
 
     def __init__(self, inner, fail_on):
         self.inner, self.fail_on, self.calls = inner, set(fail_on), 0
+        self.window_us, self.check_source = inner.window_us, inner.check_source
 
     def anonymize(self, events, t0, t1):
         self.calls += 1
@@ -239,8 +240,9 @@ def test_curve_lets_only_allowed_clients_in(tmp_path, anonymizer):
     keys = make_keys(tmp_path / "keys", ("allowed",))
     other = make_keys(tmp_path / "other", ("stranger",))
     port = free_port()
-    with pytest.raises(AnonyNoiseError, match="reachable from other machines"):
+    with pytest.raises(AnonyNoiseError, match="reachable from other machines") as e:
         Publisher(f"tcp://0.0.0.0:{port}")
+    assert e.value.parameter == "curve_keys" and "--" not in str(e.value)
     publisher = Publisher(f"tcp://0.0.0.0:{port}", curve_keys=keys)
     address = f"tcp://127.0.0.1:{port}"
     good = Collector(address, curve_keys=keys, client_name="allowed", timeout_s=3)
@@ -319,8 +321,9 @@ def test_dv_network_reader_receives_the_anonymized_events():
     resolution = reader.getEventResolution()
     sink.close()
     assert got == 100 and resolution == (32, 24)
-    with pytest.raises(AnonyNoiseError, match="--dv-tls"):
+    with pytest.raises(AnonyNoiseError, match="reachable from other machines: give tls=") as e:
         DVNetworkSink(free_port(), 32, 24, host="0.0.0.0")
+    assert e.value.parameter == "tls" and "--" not in str(e.value)
 
 
 # --- the command line ----------------------------------------------------------------------
@@ -360,6 +363,9 @@ def test_bad_input_is_one_line(tmp_path, checkpoint, real_file):
         # the recording itself as the output (here a hard link to a copy of it)
         (["--replay", str(copy), "--model", str(checkpoint), "--record", str(link)],
          "is the input"),
+        # the library's error names its parameter, the command line puts the flag in front
+        (["--replay", face, "--model", str(checkpoint), "--device", "nonsense"],
+         "anonynoise-stream: error: --device: "),
     ]
     try:
         for args, message in cases:
@@ -410,6 +416,28 @@ def test_flag_values_out_of_range_are_refused_before_anything_runs(tmp_path, che
         assert done.returncode == 2, done.stderr
         assert message in done.stderr.strip().splitlines()[-1], done.stderr
         assert "Traceback" not in done.stderr and not out.exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--record", "out.npz"], "--record out.npz: recordings are .aedat4 files"),
+    (["--publish", "tcp://0.0.0.0:5555"],
+     "--publish tcp://0.0.0.0:5555 is reachable from other machines: give --curve-keys DIR"),
+    (["--publish", "none", "--lossless", "tcp://10.0.0.5:5556"],
+     "--lossless tcp://10.0.0.5:5556 is reachable from other machines"),
+    (["--dv-port", "7777", "--dv-host", "0.0.0.0"],
+     "--dv-host 0.0.0.0 is reachable from other machines: give --dv-tls CERT KEY CA or say "
+     "--insecure"),
+])
+def test_outputs_are_refused_in_the_flags_terms_before_the_model_loads(flags, message):
+    from stream.cli import build_parser, check_outputs
+
+    with pytest.raises(AnonyNoiseError) as e:
+        check_outputs(build_parser().parse_args(flags))
+    assert str(e.value).startswith(message)
+    if "--record" not in flags:
+        check_outputs(build_parser().parse_args(flags + ["--insecure"]))  # said, so allowed
+    check_outputs(build_parser().parse_args(["--publish", "tcp://127.0.0.1:5555", "--dv-port",
+                                             "7777", "--record", "a.AEDAT4"]))  # all local
 
 
 def _light():
