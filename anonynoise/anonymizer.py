@@ -102,8 +102,8 @@ def cap_event_rate(anonymized: torch.Tensor, clean: torch.Tensor,
 
 def _check_filters(ckpt: Checkpoint, filters: FilterConfig | None,
                    allow_weak: bool) -> str | None:
-    """Refuse a net trained behind privacy filters (train.privacy_report --filters) that is
-    run without them or behind others: its privacy was measured with those filters only.
+    """Refuse a net trained behind privacy filters (its training config's) that is run
+    without them or behind others: its privacy was measured with those filters only.
     With allow_weak, the weakening it accepted (None: none)."""
     trained = ((ckpt.training or {}).get("filters") or {}).get("spec", "none")
     used = filters.spec if filters is not None else "none"

@@ -13,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from anonynoise.cli_support import (add_filter_arguments, bounded, filter_config, parse_sensor,
-                                    print_npy_note, run)
+from anonynoise.cli_support import (ANONYMIZER_FLAGS, add_filter_arguments, bounded,
+                                    filter_config, parse_sensor, print_npy_note, run)
 from anonynoise.errors import AnonyNoiseError
 
 
@@ -46,13 +46,22 @@ def summarize(path: str, sensor_size=None) -> dict:
     }
 
 
+def _sensor_source(source: str) -> str:
+    """Where the sensor size came from, in the command line's terms."""
+    from anonynoise.io import FROM_CALLER, FROM_EXTENT
+
+    return {FROM_CALLER: "--sensor",
+            FROM_EXTENT: f"{FROM_EXTENT}; give --sensor WxH if it is wrong"}.get(source, source)
+
+
 def _print_summary(s: dict) -> None:
     rate = s["event_rate_per_s"]
     streams = ["events"] + [f"{k} ({v})" for k, v in s["other_streams"].items()]
     lines = [
         ("file", s["path"]),
         ("format", s["format"] + (f", camera {s['camera']}" if s["camera"] else "")),
-        ("sensor", f"{s['sensor'][0]}x{s['sensor'][1]} (from {s['sensor_source']})"),
+        ("sensor", f"{s['sensor'][0]}x{s['sensor'][1]} "
+                   f"(from {_sensor_source(s['sensor_source'])})"),
         ("events", f"{s['events']:,}"),
         ("duration", f"{s['duration_s']:.6f} s"
          + (f" (t = {s['t_first_us']} .. {s['t_last_us']} µs)" if s["events"] else "")),
@@ -293,13 +302,19 @@ def _synth_parser(sub) -> None:
     pic.set_defaults(func=cmd_synth_picture)
 
 
+# the flags of the library parameters errors can name (cli_support.run)
+FLAGS = ANONYMIZER_FLAGS | {"users": "--users", "test_users": "--test-users", "reps": "--reps",
+                            "size": "--size", "duration_s": "--duration", "force": "--force"}
+
+
 def _main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     return args.func(args)
 
 
 def main(argv=None) -> int:
-    return run(_main, argv, sigterm_interrupts=True)  # synth dataset's workers, partial files
+    # synth dataset's workers and partial files: SIGTERM interrupts
+    return run(_main, argv, sigterm_interrupts=True, flags=FLAGS)
 
 
 if __name__ == "__main__":

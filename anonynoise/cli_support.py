@@ -1,8 +1,10 @@
 """What every command line of the project shares: argument types, the privacy-filter
 options, and `run`, which turns errors into one line and an exit status.
 
-The entry points (`anonynoise`, `anonynoise-stream`, `anonynoise-view`, the training
-commands) import these from here; the library below them never names a command-line flag.
+The entry points (`anonynoise`, `anonynoise-stream`, `anonynoise-view`, `anonynoise-preview`,
+the training commands) import these from here; the library below them never names a
+command-line flag: its errors name the parameter they are about, and `run` puts the flag for
+it in front (each command maps its own).
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def add_filter_arguments(ap: argparse.ArgumentParser) -> None:
 
     d = FilterConfig()
     g = ap.add_argument_group("privacy filters (fixed transforms before the net; "
-                              "docs/privacy-filters.md)")
+                              "docs/privacy.md)")
     g.add_argument("--filters", default=MODEL_FILTERS, metavar="SPEC",
                    help=f"{', '.join(FILTER_STEPS)} joined by '+', applied left to right (e.g. "
                         f"{d.spec}), none, or {MODEL_FILTERS}: the ones the model was trained "
@@ -127,13 +129,16 @@ def sigterm_as_interrupt():
 
 
 # The command-line flag of each library parameter an error can be about (AnonyNoiseError's
-# `parameter`): the library names its parameters, the command line its flags.
-FLAGS = {"allow_weak": "--allow-weak", "device": "--device", "filters": "--filters",
-         "model": "--model", "sensor_size": "--sensor", "window": "--window-ms"}
+# `parameter`), for the commands that anonymize: the library names its parameters, a command
+# line its flags. Each command passes run() the map of its own flags.
+ANONYMIZER_FLAGS = {"allow_weak": "--allow-weak", "device": "--device", "filters": "--filters",
+                    "model": "--model", "sensor_size": "--sensor", "window": "--window-ms"}
 
 
-def run(main, argv=None, prog: str = "anonynoise", sigterm_interrupts: bool = False) -> int:
-    """Call main(argv), turning project errors into one line and an exit status. With
+def run(main, argv=None, prog: str = "anonynoise", sigterm_interrupts: bool = False,
+        flags: dict[str, str] | None = None) -> int:
+    """Call main(argv), turning project errors into one line and an exit status; an error
+    about a library parameter that `flags` maps to a flag names the flag first. With
     `sigterm_interrupts`, SIGTERM stops it as Ctrl-C does (sigterm_as_interrupt): for the
     commands with worker processes or partial output, not for the stream and the viewer,
     which stop on their own terms."""
@@ -141,7 +146,7 @@ def run(main, argv=None, prog: str = "anonynoise", sigterm_interrupts: bool = Fa
         with sigterm_as_interrupt() if sigterm_interrupts else contextlib.nullcontext():
             return main(argv)
     except AnonyNoiseError as e:
-        flag = FLAGS.get(getattr(e, "parameter", None) or "")
+        flag = (flags or {}).get(e.parameter or "")
         print(f"{prog}: error: {flag + ': ' if flag else ''}{e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -16,8 +16,8 @@ anonymizer's net.
 The filters run on the events before the net. The net's noise is independent of the person and
 an attacker has our weights, so an attacker can make our output from the filtered events
 itself: the best attacker on the output does no better than the best attacker on the filtered
-events, whatever the net learned. docs/privacy-filters.md measures fresh attackers on the
-filtered events (`train.controls` with stream:SPEC transforms).
+events, whatever the net learned. experiments/reports/privacy-filters.md measures fresh
+attackers on the filtered events (`experiments.controls` with stream:SPEC transforms).
 
 The functions are pure (numba kernels on one dtype each); PrivacyFilter holds the parameters,
 the current warp and the random state. Randomness comes from OS entropy; seeds are for tests.
@@ -164,7 +164,7 @@ def smooth_warp_map(width: int, height: int, rng: np.random.Generator, scale: fl
     Each axis is scaled about the centre by a factor in [1 / (1 + scale), 1 + scale]
     (log-uniform), then displaced by a field drawn on a grid x grid lattice (normal, standard
     deviation `displacement` of the half-width or half-height) and spread by bicubic
-    interpolation, as train.controls' warp of whole clips."""
+    interpolation, as experiments.controls' warp of whole clips."""
     log_range = np.log1p(scale)
     sx, sy = np.exp(rng.uniform(-log_range, log_range, 2))
     lattice = torch.from_numpy(rng.normal(0.0, displacement, (1, 2, grid, grid))).float()
@@ -249,10 +249,9 @@ class FilterConfig:
 
 @dataclass(frozen=True)
 class ModelFilters:
-    """The filters an anonymizer checkpoint was trained behind (train.privacy_report --filters
-    records them in its training metadata; none where it records none), with the jitter block,
-    the warp period and the refractory period overridden where given: `--filters model`, the
-    commands' default."""
+    """The filters an anonymizer checkpoint was trained behind (its training metadata records
+    them; none where it records none), with the jitter block, the warp period and the
+    refractory period overridden where given: the commands' default filters ("model")."""
 
     block: int | None = None
     warp_period_s: float | None = None

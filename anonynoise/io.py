@@ -52,6 +52,9 @@ NUMPY_BATCH = 1 << 16  # events per batch when a NumPy file is iterated
 PROPHESEE_CHUNK = 1 << 18  # events per expelliarmus chunk
 
 SensorSize = Sequence[int]
+# RecordingInfo.sensor_source where the size did not come from the file's header
+FROM_CALLER = "the caller"  # the sensor_size argument
+FROM_EXTENT = "the events' extent"  # the largest x and y: a guess, pass sensor_size if wrong
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,7 @@ class RecordingInfo:
     format: str
     width: int
     height: int
-    sensor_source: str  # where the size came from: header, caller, plugin name, events' extent
+    sensor_source: str  # where the size came from: header, FROM_CALLER, plugin name, FROM_EXTENT
     camera: str | None = None
     other_streams: dict[str, int] = field(default_factory=dict)  # e.g. {"frames": 3}
 
@@ -300,7 +303,7 @@ class Aedat4Reader(EventReader):
             try:
                 batch = from_structured(data, size, t_prev=t_prev)
             except AnonyNoiseError as e:
-                raise AnonyNoiseError(f"{self.path}: {e}") from None
+                raise AnonyNoiseError(f"{self.path}: {e}", parameter=e.parameter) from None
             t_prev = int(batch.t[-1])
             yield batch
 
@@ -534,16 +537,17 @@ class PropheseeReader(EventReader):
         if from_header is not None:
             if from_caller is not None and from_caller != from_header:
                 raise AnonyNoiseError(f"{self.path}: the header says {from_header[0]}x"
-                                      f"{from_header[1]}, not {from_caller[0]}x{from_caller[1]}")
+                                      f"{from_header[1]}, not {from_caller[0]}x{from_caller[1]}",
+                                      parameter="sensor_size")
             _check_declared(self.path, *from_header, from_caller)
             return (*from_header, "header")
         if from_caller is not None:
-            return (*from_caller, "the caller (--sensor)")
+            return (*from_caller, FROM_CALLER)
         for key, wh in _PLUGIN_SENSORS:
             if key in plugin.lower():
                 return (*wh, f"plugin name {plugin}")
-        raise AnonyNoiseError(f"{self.path}: the header gives no sensor size; pass it "
-                              "(for example --sensor 640x480)")
+        raise AnonyNoiseError(f"{self.path}: the header gives no sensor size: pass "
+                              "sensor_size=(width, height)", parameter="sensor_size")
 
     def __iter__(self) -> Iterator[EventBatch]:
         from expelliarmus import Wizard
@@ -565,7 +569,7 @@ class PropheseeReader(EventReader):
                 try:
                     batch = from_structured(chunk, self.sensor_size, t_prev=t_prev)
                 except AnonyNoiseError as e:
-                    raise AnonyNoiseError(f"{self.path}: {e}") from None
+                    raise AnonyNoiseError(f"{self.path}: {e}", parameter=e.parameter) from None
                 t_prev = int(batch.t[-1])
                 yield batch
         except (ValueError, TypeError, OSError) as e:
@@ -641,7 +645,7 @@ class NumpyReader(EventReader):
                 self._events, source = self._load_npy(caller)
                 width, height = self._events.width, self._events.height
         except AnonyNoiseError as e:
-            raise AnonyNoiseError(f"{self.path}: {e}") from None
+            raise AnonyNoiseError(f"{self.path}: {e}", parameter=e.parameter) from None
         except _NUMPY_ERRORS as e:
             raise _numpy_error(self.path, e) from None
         fmt = "dvs-gesture npy" if self._dvsgesture else self.path.suffix.lower()[1:]
@@ -655,17 +659,17 @@ class NumpyReader(EventReader):
                                   "one-dimensional array of events")
         if array.dtype.names:
             if caller is not None:
-                return from_structured(array, caller), "the caller (--sensor)"
+                return from_structured(array, caller), FROM_CALLER
             if not len(array):
-                raise AnonyNoiseError("an empty structured array has no sensor size; pass it "
-                                      "(--sensor WxH)")
+                raise AnonyNoiseError("an empty structured array has no sensor size: pass "
+                                      "sensor_size=(width, height)", parameter="sensor_size")
             w, h = int(array["x"].max()) + 1, int(array["y"].max()) + 1
             _check_declared(None, w, h, None)  # the reader names the file
-            return from_structured(array, (w, h)), "the events' extent (pass --sensor WxH)"
+            return from_structured(array, (w, h)), FROM_EXTENT
         if array.ndim == 2 and array.shape[1] == 4 and array.dtype.kind == "f":
             self._dvsgesture = True
-            if caller is not None:  # e.g. the synthetic benchmark at --size 64
-                return from_dvsgesture_array(array, caller), "the caller (--sensor)"
+            if caller is not None:  # e.g. the synthetic benchmark at 64x64
+                return from_dvsgesture_array(array, caller), FROM_CALLER
             return from_dvsgesture_array(array), "DVS-Gesture"
         raise AnonyNoiseError(f"holds a {array.dtype} array of shape {array.shape}, not events "
                               "(expected a structured array or a DVS-Gesture N x 4 array)")
@@ -678,7 +682,7 @@ class NumpyReader(EventReader):
         try:
             yield from self._npz.batches(NUMPY_BATCH)
         except AnonyNoiseError as e:
-            raise AnonyNoiseError(f"{self.path}: {e}") from None
+            raise AnonyNoiseError(f"{self.path}: {e}", parameter=e.parameter) from None
         except _NUMPY_ERRORS as e:
             raise _numpy_error(self.path, e) from None
 

@@ -22,12 +22,14 @@ PROG = "anonynoise-stream"
 DEFAULT_PUBLISH = "tcp://127.0.0.1:5555"
 
 
-def build_parser() -> argparse.ArgumentParser:  # noqa: F821 - imported here, not above
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:  # noqa: F821 - imported below
+    """The stream's options; `prog` for the commands that run the same stream
+    (anonynoise-preview)."""
     import argparse
 
     from anonynoise.cli_support import add_filter_arguments, bounded, parse_sensor
 
-    ap = argparse.ArgumentParser(prog="anonynoise-stream", description=__doc__.splitlines()[0],
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0],
                                  epilog="anonynoise-stream keys DIR [--clients NAME ...] makes "
                                         "the CURVE key pairs that --curve-keys DIR reads.")
     src = ap.add_mutually_exclusive_group()
@@ -88,11 +90,6 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: F821 - imported here, no
                     default=2_000_000,
                     help="a window with more events is thinned to this many, and counted, "
                          "rather than stalling the stream (default 2,000,000)")
-    ap.add_argument("--preview", action="store_true",
-                    help="a local window: the raw input next to the anonymized output (a demo "
-                         "on this screen; raw events never leave the process)")
-    ap.add_argument("--preview-screenshot", metavar="OUT.png", default=None,
-                    help=argparse.SUPPRESS)  # tests: save the last preview picture
     add_filter_arguments(ap)
     return ap
 
@@ -166,7 +163,11 @@ def status_line(s: dict, final: bool = False, previous: dict | None = None) -> s
             + lat + warning)
 
 
-def stream_main(args) -> int:
+def stream_main(args, run=None, observe=None) -> int:
+    """Run the stream that `args` asks for until it ends or is stopped. The seam for
+    anonynoise-preview: `observe(raw, anonymized)` sees each window in this process (the
+    pipeline's local observer; raw events go nowhere else) and `run(pipeline, width, height)`
+    replaces pipeline.run() (it runs the pipeline and returns its summary)."""
     import logging
 
     from anonynoise.atomic import refuse_overwriting_input
@@ -181,12 +182,8 @@ def stream_main(args) -> int:
 
     if args.replay and args.record:
         refuse_overwriting_input(args.replay, args.record)
+    check_outputs(args)  # in the flags' terms, and before the model loads
     keep_freed_memory()  # a large sensor's window tensors, reused instead of faulted in
-    if args.preview:  # before opening anything: no display, no stream
-        from stream.preview import NO_DISPLAY_INSTEAD
-        from viewer.app import check_display
-
-        check_display(instead=NO_DISPLAY_INSTEAD)
     anonymizer, window, identity = open_anonymizer(
         args.model, args.device, window_ms=args.window_ms, threads=model_threads(args.threads),
         allow_weak=args.allow_weak, filters=filter_config(args))
@@ -199,6 +196,7 @@ def stream_main(args) -> int:
         raise AnonyNoiseError("no output: give --publish, --lossless, --record or --dv-port")
     publisher = Publisher(publish, args.lossless, curve_keys=args.curve_keys,
                           insecure=args.insecure)
+    say_where(args, publish)
     sinks = []
     recorder = None
     try:
@@ -212,14 +210,9 @@ def stream_main(args) -> int:
         config = StreamConfig(window_us=window, max_window_events=args.max_window_events,
                               absolute_time=args.absolute_time)
         paced = source.live or (args.replay is not None and not args.fast)
-        latest = None
-        if args.preview:
-            from stream.preview import LatestPair
-
-            latest = LatestPair()
         pipeline = Pipeline(source, anonymizer, publisher, sinks, config,
                             identity, paced=paced,
-                            speed=args.speed if args.replay else 1.0, preview=latest)
+                            speed=args.speed if args.replay else 1.0, preview=observe)
         if args.lossless and not source.live:
             logging.getLogger("stream").info("waiting for a subscriber on %s", args.lossless)
             _stage[0] = f"while waiting for a subscriber on {args.lossless}"
@@ -230,11 +223,8 @@ def stream_main(args) -> int:
         reporter = _Reporter(pipeline, args.status_every)
         reporter.start()
         try:
-            if latest is not None:
-                from stream.preview import run_with_preview
-
-                summary = run_with_preview(pipeline, source.width, source.height, latest,
-                                           screenshot=args.preview_screenshot)
+            if run is not None:
+                summary = run(pipeline, source.width, source.height)
             else:
                 summary = pipeline.run()
         finally:
@@ -259,6 +249,46 @@ def stream_main(args) -> int:
                     + ("left as it was)" if os.path.exists(args.record) else "not written)"))
     print(f"{PROG}: {why}: " + status_line(summary, final=True) + recorded, file=sys.stderr)
     return 0
+
+
+def say_where(args, publish: str | None) -> None:
+    """Where the anonymized stream goes and the command that watches it, at the start, on
+    stdout (stderr is for the status lines and the one line of an error)."""
+    keys = f" --curve-keys {args.curve_keys}" if args.curve_keys else ""
+    lines = [f"{name} stream on {address}; watch it with: anonynoise-view {address}{keys}"
+             for name, address in (("live", publish), ("lossless", args.lossless)) if address]
+    if args.record:
+        lines.append(f"recording to {args.record}")
+    if args.dv_port is not None:
+        lines.append(f"DV network output on {args.dv_host}:{args.dv_port}")
+    for line in lines:
+        print(f"{PROG}: {line}", flush=True)
+
+
+def check_outputs(args) -> None:
+    """Refuse what the library would refuse later in its own terms (stream.publisher,
+    stream.sinks), here in the flags' terms: a recording that is not .aedat4, and an endpoint
+    reachable from other machines without encryption or --insecure."""
+    from pathlib import Path
+
+    from anonynoise.errors import AnonyNoiseError
+    from stream.publisher import is_loopback
+
+    if args.record and Path(args.record).suffix.lower() != ".aedat4":
+        raise AnonyNoiseError(f"--record {args.record}: recordings are .aedat4 files")
+    if args.insecure:
+        return
+    if args.curve_keys is None:
+        for flag, address in (("--publish", args.publish), ("--lossless", args.lossless)):
+            if address not in (None, "none") and not is_loopback(address):
+                raise AnonyNoiseError(f"{flag} {address} is reachable from other machines: give "
+                                      "--curve-keys DIR (make one with `anonynoise-stream keys "
+                                      "DIR`) or say --insecure")
+    host = f"[{args.dv_host}]" if ":" in args.dv_host else args.dv_host  # an IPv6 address
+    if args.dv_port is not None and args.dv_tls is None \
+            and not is_loopback(f"tcp://{host}:{args.dv_port}"):
+        raise AnonyNoiseError(f"--dv-host {args.dv_host} is reachable from other machines: "
+                              "give --dv-tls CERT KEY CA or say --insecure")
 
 
 def machine_cores() -> int:
@@ -402,24 +432,37 @@ def _main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["keys"]:
         return keys_main(argv[1:])
-    args = build_parser().parse_args(argv)
+    return start_stream(build_parser().parse_args(argv))
+
+
+def start_stream(args, run=None, observe=None) -> int:
+    """What follows parsing in every command that runs the stream: check, log, stream_main."""
     model_threads(args.threads)  # a bad --threads: one line now, not after loading the model
     import logging
 
     logging.basicConfig(level=logging.INFO, format=f"{PROG}: %(message)s")
-    return stream_main(args)
+    return stream_main(args, run=run, observe=observe)
 
 
-def main(argv=None) -> int:
+def serve(command, argv=None, prog: str = PROG) -> int:
+    """Run command(argv) as the stream's commands run: the early signal handlers from the
+    first line, errors as one line and an exit status."""
     previous = _install_early_handlers()  # first: a signal from now on ends in one line
     try:
-        from anonynoise.cli_support import run
+        from anonynoise.cli_support import ANONYMIZER_FLAGS, run
 
-        return run(_main, argv, prog=PROG)
+        # the flags of the library parameters errors can name (cli_support.run)
+        flags = ANONYMIZER_FLAGS | {"speed": "--speed", "tls": "--dv-tls",
+                                    "curve_keys": "--curve-keys"}
+        return run(command, argv, prog=prog, flags=flags)
     finally:
         if previous is not None:
             for s, handler in previous.items():
                 signal.signal(s, handler)
+
+
+def main(argv=None) -> int:
+    return serve(_main, argv)
 
 
 if __name__ == "__main__":

@@ -94,8 +94,8 @@ class Pipeline:
                  config: StreamConfig = StreamConfig(), model: dict | None = None,
                  paced: bool = True, speed: float = 1.0, preview=None):
         self.source, self.anonymizer, self.publisher = source, anonymizer, publisher
-        # preview(raw, anonymized): a local, in-process observer (stream.preview); the raw
-        # events go to it and nowhere else
+        # preview(raw, anonymized): a local, in-process observer (anonynoise-preview); the
+        # raw events go to it and nowhere else
         self.preview = preview
         self.sinks = list(sinks)
         self.config = config

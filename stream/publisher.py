@@ -59,8 +59,8 @@ class Publisher:
         exposed = [a for a in addresses if not is_loopback(a)]
         if exposed and curve_keys is None and not insecure:
             raise AnonyNoiseError(f"{exposed[0]} is reachable from other machines: give "
-                                  "--curve-keys DIR (make one with `anonynoise-stream keys DIR`) "
-                                  "or say --insecure")
+                                  "curve_keys (a key folder from stream.keys.make_keys) or "
+                                  "insecure=True", parameter="curve_keys")
         self.context = context or zmq.Context.instance()
         self.auth = None
         self.sockets: list[zmq.Socket] = []

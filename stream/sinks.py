@@ -456,7 +456,7 @@ class RecorderSink(ProcessSink):
         self.path = Path(path)
         self.partial: Path | None = None
         if self.path.suffix.lower() != ".aedat4":
-            raise AnonyNoiseError(f"{self.path}: --record writes .aedat4 files")
+            raise AnonyNoiseError(f"{self.path}: the recorder writes .aedat4 files")
         super().__init__([str(self.path), int(width), int(height)], queue_windows)
 
     @property
@@ -542,8 +542,8 @@ class DVNetworkSink(ProcessSink):
 
         bracketed = f"[{host}]" if ":" in host else host  # an IPv6 address
         if not is_loopback(f"tcp://{bracketed}:{int(port)}") and tls is None and not insecure:
-            raise AnonyNoiseError(f"--dv-port on {host} is reachable from other machines: give "
-                                  "--dv-tls CERT KEY CA or say --insecure")
+            raise AnonyNoiseError(f"DV output on {host} is reachable from other machines: give "
+                                  "tls=(cert, key, ca) or insecure=True", parameter="tls")
         self.host, self.port = host, int(port)
         super().__init__([host, int(port), int(width), int(height),
                           list(tls) if tls else None], queue_windows, start_timeout_s)
@@ -564,7 +564,7 @@ def _check_tls(tls) -> None:
         context.load_cert_chain(cert, key)
         context.load_verify_locations(ca)
     except (OSError, ssl.SSLError) as e:
-        raise AnonyNoiseError(f"--dv-tls: {first_line(e)}") from None
+        raise AnonyNoiseError(f"TLS files: {first_line(e)}", parameter="tls") from None
 
 
 class _Relay:

@@ -68,7 +68,7 @@ class ReplaySource(Source):
     def __init__(self, path: str | os.PathLike, *, speed: float | None = 1.0, loop: bool = False,
                  sensor_size=None, gap_us: int = 50_000):
         if speed is not None and speed <= 0:
-            raise AnonyNoiseError(f"--speed must be positive, got {speed}")
+            raise AnonyNoiseError(f"speed must be positive, got {speed}", parameter="speed")
         self.path = Path(path)
         with open_events(self.path, sensor_size) as reader:  # checks the file now
             self.width, self.height = reader.sensor_size

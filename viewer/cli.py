@@ -15,11 +15,12 @@ import sys
 from anonynoise.cli_support import bounded, parse_sensor, run
 from viewer.receiver import DEFAULT_ADDRESS
 
+PROG = "anonynoise-view"
 SCREENSHOT_TIMEOUT_S = 30.0  # with --screenshot and no --timeout
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="anonynoise-view", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     ap.add_argument("address", nargs="?", default=DEFAULT_ADDRESS, metavar="ADDR",
                     help=f"the stream's live endpoint (default {DEFAULT_ADDRESS})")
     ap.add_argument("--curve-keys", metavar="DIR", default=None,
@@ -51,6 +52,9 @@ def screenshot_timeout(args) -> float | None:
 
 
 def _main(argv=None) -> int:
+    from viewer import require_viewer_extra
+
+    require_viewer_extra(PROG)  # first: even --help says what is missing, in one line
     args = build_parser().parse_args(argv)
     from viewer.app import ViewerConfig, run_viewer
 
@@ -65,7 +69,7 @@ def _main(argv=None) -> int:
 
 
 def main(argv=None) -> int:
-    return run(_main, argv, prog="anonynoise-view")
+    return run(_main, argv, prog=PROG)
 
 
 if __name__ == "__main__":

@@ -47,16 +47,18 @@ class DatasetConfig:
 
     def check(self) -> None:
         if not 0 < self.test_users < self.users:
-            raise AnonyNoiseError(f"--test-users must be between 1 and --users - 1 "
-                                  f"({self.users - 1}), got {self.test_users}")
+            raise AnonyNoiseError(f"test_users must be between 1 and users - 1 "
+                                  f"({self.users - 1}), got {self.test_users}",
+                                  parameter="test_users")
         if not 1 <= self.reps <= len(LIGHTINGS):
-            raise AnonyNoiseError(f"--reps must be between 1 and {len(LIGHTINGS)} (one lighting "
-                                  f"each), got {self.reps}")
+            raise AnonyNoiseError(f"reps must be between 1 and {len(LIGHTINGS)} (one lighting "
+                                  f"each), got {self.reps}", parameter="reps")
         if not 16 <= self.size <= 1024:
-            raise AnonyNoiseError(f"--size must be between 16 and 1024, got {self.size}")
+            raise AnonyNoiseError(f"size must be between 16 and 1024, got {self.size}",
+                                  parameter="size")
         if not 0.2 <= self.duration_s <= 60:
-            raise AnonyNoiseError(f"--duration must be between 0.2 and 60 s, got "
-                                  f"{self.duration_s}")
+            raise AnonyNoiseError(f"duration_s must be between 0.2 and 60 s, got "
+                                  f"{self.duration_s}", parameter="duration_s")
 
 
 def generator_fingerprint() -> str:
@@ -132,7 +134,8 @@ def generate_dataset(out: str | os.PathLike, config: DatasetConfig = DatasetConf
     out = Path(out)
     root = out / "DVSGesture"
     if root.exists() and not force:
-        raise AnonyNoiseError(f"{root} already exists (pass --force to replace it)")
+        raise AnonyNoiseError(f"{root} already exists (force=True replaces it)",
+                              parameter="force")
     try:
         out.mkdir(parents=True, exist_ok=True)
         partial = out / "DVSGesture.partial"

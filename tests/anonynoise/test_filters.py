@@ -201,7 +201,7 @@ def test_no_filters_leaves_the_anonymizer_as_it_was(checkpoint):
 
 
 def test_a_net_trained_behind_filters_is_refused_without_them(tmp_path):
-    """Its privacy was measured behind those filters (train.privacy_report --filters): run
+    """Its privacy was measured behind those filters (train.train_anonymizer behind its filters): run
     without them, or behind others, it is refused unless allow_weak."""
     from anonynoise.checkpoint import CheckpointError
 

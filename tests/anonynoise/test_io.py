@@ -73,7 +73,7 @@ def test_prophesee_sizes_come_from_header_or_plugin(real_file):
     spinner = open_events(real_file("spinner_gen3_evt2.raw"))
     assert spinner.info.sensor_source.startswith("plugin name hal_plugin_gen3")
     assert open_events(real_file("spinner_gen3_evt2.raw"), (640, 480)).info.sensor_source == \
-        "the caller (--sensor)"
+        "the caller"
     with pytest.raises(AnonyNoiseError, match="header says 1280x720, not 640x480"):
         open_events(real_file("sky_imx636.dat"), (640, 480))
 
@@ -264,6 +264,19 @@ def test_npz_and_npy_round_trip(tmp_path):
     assert inferred.info.sensor_source.startswith("the events' extent")
     np.save(tmp_path / "tonic.npy", to_structured(ev))
     assert same_events(read_events(tmp_path / "tonic.npy", (40, 30, 2)), ev)
+
+
+def test_an_unknown_sensor_size_names_the_parameter_and_the_command_its_flag(tmp_path, capsys):
+    from anonynoise.cli import main
+
+    np.save(tmp_path / "empty.npy", to_structured(clustered_stream(8, 8, 0.01, seed=1)[:0]))
+    with pytest.raises(AnonyNoiseError, match=r"no sensor size: pass sensor_size=\(width") as e:
+        open_events(tmp_path / "empty.npy")
+    assert e.value.parameter == "sensor_size" and "--" not in str(e.value)
+    assert main(["info", str(tmp_path / "empty.npy")]) == 2
+    assert "anonynoise: error: --sensor: " in capsys.readouterr().err
+    assert main(["info", str(tmp_path / "empty.npy"), "--sensor", "8x8"]) == 0
+    assert "8x8 (from --sensor)" in capsys.readouterr().out
 
 
 def test_dvsgesture_npy_file(tmp_path):
