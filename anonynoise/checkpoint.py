@@ -292,6 +292,20 @@ def _plain(value, where: str = "metadata"):
                           "(checkpoints hold dicts, lists, str, int, float, bool, None)")
 
 
+def plain_metadata(value, where: str = "metadata"):
+    """Metadata as plain Python types (numpy scalars and 0-d tensors made Python numbers), as
+    weights_only loading reads them back; CheckpointError naming `where` for anything else.
+    For logs and records that sit beside checkpoints and must read back the same way."""
+    return _plain(value, where)
+
+
+def read_torch_file(path: str | os.PathLike):
+    """What a torch file holds, loaded with weights_only=True after its archive's CRCs are
+    checked: one of our checkpoints or a reference .pth (a state dict, or a dict around one);
+    CheckpointError with a one-line reason for a missing, damaged or unsafe file."""
+    return _torch_load(Path(path))
+
+
 def save_checkpoint(path: str | os.PathLike, net: nn.Module,
                     representation: Representation | None = None,
                     training: dict | None = None) -> Path:

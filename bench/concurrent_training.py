@@ -7,7 +7,7 @@ training a ResNet-18 Re-ID net (train.classify.fit_classnet, 64x64 clips, batch 
     echo quit | nvidia-cuda-mps-control
     python bench/concurrent_training.py --device cpu --tiny   # a smoke run (the test suite's)
 
-train.privacy_report runs its trainings as such concurrent jobs (--jobs). Their kernels are
+experiments.privacy_report runs its trainings as such concurrent jobs (--jobs). Their kernels are
 small, so without MPS one GPU's time is sliced between the processes; with MPS they share it.
 Prints the time a step takes each process and the steps a second all processes make together
 (after one warm-up epoch each, synchronised).

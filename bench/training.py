@@ -3,7 +3,7 @@
     python bench/training.py            # the full table (about two minutes)
     python bench/training.py --tiny     # a smoke run
 
-The privacy report (train.privacy_report) and the controls spend their time in four kinds of
+The privacy report (experiments.privacy_report) and the controls spend their time in four kinds of
 step, timed here at the report's CPU size (48x48 windows, 60 of 50 ms to a 3 s clip, 5 bins x
 2 polarities, the light net 8 wide, ResNet-18 16 wide, a DnCNN 16 x 5):
 

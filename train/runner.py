@@ -24,7 +24,7 @@ from torch import nn
 
 from anonynoise.anonymizer import resolve_device
 from anonynoise.atomic import atomic_output
-from anonynoise.checkpoint import _plain
+from anonynoise.checkpoint import plain_metadata
 from anonynoise.errors import AnonyNoiseError
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ class MetricLog:
     def write(self, epoch: int, metrics: dict) -> None:
         if not self.enabled:
             return
-        row = {"epoch": epoch, "time": round(time.time(), 3), **_plain(metrics)}
+        row = {"epoch": epoch, "time": round(time.time(), 3), **plain_metadata(metrics)}
         with open(self.path, "a") as f:
             f.write(json.dumps(row) + "\n")
         if self.writer is not None:
@@ -164,7 +164,7 @@ def save_state(path: Path, stage: str, epoch: int, nets: dict, optimizers: dict,
                "nets": {k: unwrap(v).state_dict() for k, v in nets.items()},
                "optimizers": {k: v.state_dict() for k, v in optimizers.items()},
                "schedulers": {k: v.state_dict() for k, v in schedulers.items()},
-               "extra": _plain(extra)}
+               "extra": plain_metadata(extra)}
     with atomic_output(path) as tmp:
         torch.save(payload, tmp)
 

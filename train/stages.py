@@ -233,9 +233,9 @@ def _evaluate_only(evaluate, procs: Processes, out: Path, stage: str) -> dict:
 def _role_hint(path: str, role: str) -> str | None:
     """Which sub-net to take from a reference file that holds a whole pipeline (targetnet
     or idnet); our checkpoints and bare state dicts need none."""
-    from anonynoise.checkpoint import _torch_load
+    from anonynoise.checkpoint import read_torch_file
 
-    data = _torch_load(Path(path))
+    data = read_torch_file(path)
     if isinstance(data, dict) and data.get("format") == "anonynoise-checkpoint":
         return None
     keys = data.get("state_dict", data) if isinstance(data, dict) else {}

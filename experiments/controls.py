@@ -1,40 +1,43 @@
 """Fixed, non-learned transforms as controls: what does a transform that learns nothing buy
 against a fresh attacker who trains on its output?
 
-    python -m train.controls --jobs 2          # the published controls (docs/privacy-controls.md)
-    python -m train.controls --cues head clothing motion --transforms none pool \\
-        --out runs/controls/no-body.md         # people who differ in all but body proportions
-    python -m train.controls --tiny            # a smoke run for the test suite
+    python -m experiments.controls --config experiments/configs/controls.toml --jobs 2
+        # the published controls (experiments/reports/privacy-controls.md)
+    python -m experiments.controls --config experiments/configs/controls_tiny.toml
+        # a smoke run for the test suite
+
+A run is its config (ControlsConfig: the benchmark, the nets, the seeds, the attackers, the
+transforms and their parameters); --transforms overrides the config's list.
 
 For each seed and transform it trains, on the synthetic benchmark's transformed clips (the
 reference's representation: whole sample, 5 bins x 2 polarities), a gesture net and a Re-ID
-net (from scratch, or with `--attacker` from a clean Re-ID net, behind a denoiser or not),
-both as train.synth_check does, and reports gesture top-1 and Re-ID rank-1
+net (from scratch, or with `attackers` from a clean Re-ID net, behind a denoiser or not),
+both as experiments.synth_check does, and reports gesture top-1 and Re-ID rank-1
 on the transformed clips of the unseen test people, beside the untransformed baseline
 ("none"). The Re-ID net is a fresh attacker that knows the transform: a random transform is
-drawn anew for every training clip, `--draws` times (one draw per epoch, alternating).
+drawn anew for every training clip, `draws` times (one draw per epoch, alternating).
 
 Transforms, joined by "+" and applied left to right, each on a whole clip (slots first):
 
-    slots  the first event of each pixel and polarity in each `--slot-ms` slot, the rest
+    slots  the first event of each pixel and polarity in each `slot_ms` slot, the rest
            dropped (on the events, before they are binned): what a stream can do to each of
            its windows' bins (50 ms windows of 5 bins: 10 ms slots)
-    pool   means over `--pool` x `--pool` blocks, spread back over the block (a coarser
+    pool   means over `pool` x `pool` blocks, spread back over the block (a coarser
            picture at the same size; the events' count is kept)
     bin    1 where a pixel had an event in a bin and polarity, else 0 (no count, so no
            contrast: how many events an edge makes depends on the brightness step)
     warp   a random smooth warp held for the whole clip: an anisotropic scale (each axis
-           by a factor in [1 / (1 + s), 1 + s], log-uniform; s = `--warp-scale`) and a
-           displacement field drawn on a `--warp-grid` x `--warp-grid` lattice (normal,
-           `--warp-displacement` of the half-width) spread by bicubic interpolation; bilinear
+           by a factor in [1 / (1 + s), 1 + s], log-uniform; s = `warp_scale`) and a
+           displacement field drawn on a `warp_grid` x `warp_grid` lattice (normal,
+           `warp_displacement` of the half-width) spread by bicubic interpolation; bilinear
            resampling, the clip's event count kept
 
     stream:SPEC  the stream's own privacy filters (anonynoise.filters, SPEC of warp, slots,
            refractory, jitter joined by '+') run on each recording as the stream runs them:
-           window by window (`--window-ms`, 5 bins each), the warp held for the recording (the
-           stream's default period is longer than a recording), jitter's block `--pool`,
-           refractory's period `--refractory-ms`; the clip is binned from the filtered events
-    net:SPEC   the stream's whole anonymizer (`--net`, default the shipped one) behind the
+           window by window (`window_ms`, 5 bins each), the warp held for the recording (the
+           stream's default period is longer than a recording), jitter's block `pool`,
+           refractory's period `refractory_ms`; the clip is binned from the filtered events
+    net:SPEC   the stream's whole anonymizer (`net`, default the shipped one) behind the
            filters SPEC (none: the net alone), window by window as above, each recording a
            new stream: the net's noise fresh in every window, events sampled back
 
@@ -46,9 +49,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +72,10 @@ from anonynoise.synth.dataset import DatasetConfig
 from anonynoise.synth.people import ALL_CUES, CUES
 from train.classify import FitConfig
 from train.replay import anonymized_recording, stream_filtered
-from train.synth_check import ATTACKERS, dataset, mean_std, parse_job_args, run_jobs
+from experiments.report import Report, benchmark_text, fmt, generated, mean_std
+from experiments.synth_check import ATTACKERS, add_job_args, column, run_jobs
+from train.config_file import ConfigError, from_table, read_toml
+from train.recipe import dataset
 
 ATTACKER_TEXT = {
     "scratch": "from scratch",
@@ -227,7 +234,7 @@ class ClipTransform:
         if self.stream is not None:
             self.stream.check()
             if self.window_ms <= 0:
-                raise AnonyNoiseError(f"--window-ms must be positive, got {self.window_ms}")
+                raise AnonyNoiseError(f"transform.window_ms must be positive, got {self.window_ms}")
             if self.uses_net:  # a missing or wrong checkpoint: now, not in every job
                 load_checkpoint(Path(self.net or default_model()), ANONYMIZER_KINDS)
             return
@@ -236,9 +243,9 @@ class ClipTransform:
             raise AnonyNoiseError(f"unknown transform step {unknown[0]!r} in {self.spec!r} "
                                   f"(steps: {', '.join(STEPS)}, joined by '+'; or 'none')")
         if self.on_events and self.slot_ms <= 0:
-            raise AnonyNoiseError(f"--slot-ms must be positive, got {self.slot_ms}")
+            raise AnonyNoiseError(f"transform.slot_ms must be positive, got {self.slot_ms}")
         if "pool" in self.steps and (self.pool < 2 or size % self.pool):
-            raise AnonyNoiseError(f"--pool must be at least 2 and divide --size {size}, "
+            raise AnonyNoiseError(f"transform.pool must be at least 2 and divide data.size {size}, "
                                   f"got {self.pool}")
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -257,16 +264,48 @@ class ClipTransform:
 
 
 def _fmt(rows: list[dict], key: str) -> str:
-    if not any(key in r for r in rows):
-        return ""
-    return "{:.3f} ± {:.3f}".format(*mean_std(rows, key))
+    values = column(rows, key)
+    return fmt(values) if values else ""
 
 
 def _rank1(seed_rows: list[dict]) -> float:
-    return mean_std(seed_rows, "reid_rank1")[0]
+    return mean_std(column(seed_rows, "reid_rank1"))[0]
 
 
-def report(path: Path, argv: list[str], config: DatasetConfig, fit: FitConfig, draws: int,
+@dataclass
+class ControlsConfig:
+    """The controls: the benchmark, the nets, the seeds, the attackers and the transforms
+    (each a ClipTransform spec, all with the parameters of `transform`)."""
+    data: DatasetConfig = field(default_factory=lambda: DatasetConfig(users=60, size=48))
+    fit: FitConfig = field(default_factory=lambda: FitConfig(width=16, epochs=45))
+    seeds: tuple[int, ...] = (0, 1)
+    draws: int = 4  # draws of a random transform over the training clips
+    attackers: tuple[str, ...] = ("scratch",)
+    transforms: tuple[str, ...] = DEFAULT_TRANSFORMS
+    transform: ClipTransform = field(default_factory=ClipTransform)
+
+    def check(self) -> "ControlsConfig":
+        self.data.check()
+        if self.draws < 1 or not self.seeds or not self.attackers:
+            raise ConfigError("draws must be at least 1, seeds and attackers not empty")
+        unknown = [a for a in self.attackers if a not in ATTACKERS]
+        if unknown:
+            raise ConfigError(f"unknown attacker {unknown[0]!r} (attackers: "
+                              f"{', '.join(ATTACKERS)})")
+        unknown = [c for c in self.data.cues if c not in CUES]
+        if unknown:
+            raise ConfigError(f"unknown cue {unknown[0]!r} (cues: {', '.join(CUES)})")
+        for spec in self.transforms:
+            replace(self.transform, spec=spec).check(self.data.size)
+        return self
+
+
+def load_config(path: str | Path) -> ControlsConfig:
+    fixed = {DatasetConfig: ("seed",), FitConfig: ("seed", "device"), ClipTransform: ("spec",)}
+    return from_table(ControlsConfig, read_toml(path), str(path), fixed)
+
+
+def report(path: Path, command: str, config: DatasetConfig, fit: FitConfig, draws: int,
            rows: dict[str, dict[str, list[dict]]], seconds: float) -> None:
     """rows: transform -> attacker -> one result per seed (the first attacker's jobs also
     trained the gesture net)."""
@@ -276,13 +315,10 @@ def report(path: Path, argv: list[str], config: DatasetConfig, fit: FitConfig, d
     several = len(attackers) > 1
     who = "; ".join(f"{a}: {ATTACKER_TEXT[a]}" for a in attackers) if several else \
         ATTACKER_TEXT[attackers[0]]
-    lines = [
-        "# Controls: fixed transforms against a fresh attacker", "",
-        f"Generated by `python -m train.controls {' '.join(argv)}` on "
-        f"{time.strftime('%Y-%m-%d')}, {seconds / 60:.1f} minutes on this 2-core CPU.", "",
-        f"Synthetic benchmark: {config.users} people ({config.users - config.test_users} "
-        f"train, {config.test_users} unseen test), {config.reps} sessions, 11 gestures, "
-        f"{config.duration_s:g} s recordings at {config.size}x{config.size}, {cues}; whole "
+    out = Report("Controls: fixed transforms against a fresh attacker").paragraph(
+        generated(command, seconds, "this 2-core CPU"))
+    out.paragraph(
+        f"Synthetic benchmark: {benchmark_text(config)}, {cues}; whole "
         f"clips in 5 bins x 2 polarities. Nets: ClassNet {fit.network} width {fit.width}, "
         f"{fit.epochs} epochs, on the transformed clips, the Re-ID net "
         f"{'(the attacker) ' if several else ''}{who} (random transforms: "
@@ -291,13 +327,9 @@ def report(path: Path, argv: list[str], config: DatasetConfig, fit: FitConfig, d
         "gesture (first session), rank-1 with the flip descriptor. Means ± standard "
         "deviations over seeds; the change is the mean's, relative to no transform"
         + (", of the strongest attacker's (the highest mean rank-1) against the strongest on "
-           "no transform." if several else "."), "",
-        "| transform | gesture top-1 | " + " | ".join(
-            f"Re-ID rank-1 ({a if several else 'fresh attacker'})" for a in attackers)
-        + (" | strongest" if several else "") + " | change |",
-        "|---|---|" + "---|" * (len(attackers) + several + 1),
-    ]
+           "no transform." if several else "."))
     strongest = {spec: max(_rank1(by[a]) for a in attackers) for spec, by in rows.items()}
+    table = []
     for spec, by in rows.items():
         change = ""
         if strongest.get("none") and spec != "none":
@@ -306,75 +338,40 @@ def report(path: Path, argv: list[str], config: DatasetConfig, fit: FitConfig, d
             [_fmt(by[a], "reid_rank1") for a in attackers]
         if several:
             cells.append(f"{strongest[spec]:.3f}")
-        lines.append(f"| {spec} | {' | '.join(cells)} | {change} |")
-    lines += ["", "## Per seed", "", "```", json.dumps(rows, indent=1), "```", ""]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines))
+        table.append([spec, *cells, change])
+    out.table(["transform", "gesture top-1",
+               *(f"Re-ID rank-1 ({a if several else 'fresh attacker'})" for a in attackers),
+               *(["strongest"] if several else []), "change"], table)
+    out.section("Per seed").json_block(rows)
+    out.write(path)
 
 
 def main(argv=None) -> int:
     keep_freed_memory()
     argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--transforms", nargs="+", default=list(DEFAULT_TRANSFORMS),
-                    help="chains of slots, pool, bin, warp joined by '+', none, stream:SPEC "
-                         "(the stream's privacy filters: warp, slots, refractory, jitter joined "
-                         "by '+') or "
+    add_job_args(ap)
+    ap.add_argument("--transforms", nargs="+", default=None,
+                    help="override the config's transforms: chains of slots, pool, bin, warp "
+                         "joined by '+', none, stream:SPEC (the stream's privacy filters) or "
                          "net:SPEC (the stream's anonymizer behind those filters; net:none)")
-    ap.add_argument("--pool", type=int, default=4, help="block size of pool")
-    ap.add_argument("--warp-scale", type=float, default=0.25)
-    ap.add_argument("--warp-displacement", type=float, default=0.15)
-    ap.add_argument("--warp-grid", type=int, default=3)
-    ap.add_argument("--slot-ms", type=float, default=10.0, help="slot length of slots")
-    ap.add_argument("--refractory-ms", type=float, default=FilterConfig.refractory_ms,
-                    help="the refractory filter's period in stream:SPEC and net:SPEC")
-    ap.add_argument("--window-ms", type=float, default=50.0,
-                    help="the stream's window for stream:SPEC and net:SPEC (5 bins each)")
-    ap.add_argument("--net", default=None,
-                    help="the anonymizer of net:SPEC transforms (default: the shipped one)")
-    ap.add_argument("--draws", type=int, default=4,
-                    help="draws of a random transform over the training clips")
-    ap.add_argument("--attacker", "--attackers", nargs="+", choices=ATTACKERS,
-                    default=["scratch"],
-                    help="the Re-ID net trains from scratch, from a Re-ID net trained on clean "
-                         "clips, or from that behind a denoiser (width 16, depth 5); several: "
-                         "each, and the strongest counts")
-    ap.add_argument("--cues", nargs="+", default=list(ALL_CUES), choices=list(CUES),
-                    help="the identity cues people differ in (the rest the same for everyone)")
-    ap.add_argument("--size", type=int, default=48)
-    ap.add_argument("--users", type=int, default=60)
-    ap.add_argument("--test-users", type=int, default=10)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--epochs", type=int, default=45)
-    ap.add_argument("--width", type=int, default=16, help="the ResNet's first-stage channels")
-    ap.add_argument("--data", default="runs/synth-check", help="where benchmarks are cached")
-    ap.add_argument("--out", default=None,
-                    help="default docs/privacy-controls.md (--tiny: runs/tiny/)")
-    args = parse_job_args(ap, argv)
-    if args.tiny:
-        args.size, args.users, args.test_users, args.seeds, args.epochs = 32, 4, 2, [0], 1
-        args.width, args.draws = 8, 2
-    config = DatasetConfig(users=args.users, test_users=args.test_users, reps=2,
-                           size=args.size, duration_s=0.5 if args.tiny else 3.0,
-                           cues=tuple(c for c in CUES if c in args.cues))
-    config.check()
-    if args.draws < 1:
-        raise AnonyNoiseError(f"--draws must be at least 1, got {args.draws}")
-    transforms = [ClipTransform(spec, args.pool, args.warp_scale, args.warp_displacement,
-                                args.warp_grid, args.slot_ms, args.window_ms, args.net,
-                                args.refractory_ms)
-                  for spec in dict.fromkeys(args.transforms)]
-    for t in transforms:
-        t.check(args.size)
-    fit = FitConfig(width=args.width, epochs=args.epochs)
+    ap.add_argument("--out", default="experiments/reports/privacy-controls.md")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    study = load_config(args.config)
+    if args.transforms:
+        study = replace(study, transforms=tuple(args.transforms))
+    study.check()  # every transform checked before any benchmark
+    config, fit = study.data, study.fit
+    transforms = [replace(study.transform, spec=spec) for spec in dict.fromkeys(study.transforms)]
     start = time.time()
     data_dir = Path(args.data)
-    seeds = [replace(config, seed=s) for s in args.seeds]
+    seeds = [replace(config, seed=s) for s in study.seeds]
     for c in seeds:  # every benchmark first (the generator uses all cores by itself)
         dataset(data_dir, c)
-    attackers = list(dict.fromkeys(args.attacker))
+    attackers = list(dict.fromkeys(study.attackers))
     # the gesture net is the same whoever attacks: trained in the first attacker's jobs only
-    jobs = [(c, fit, data_dir, a == attackers[0], t, args.draws, a)
+    jobs = [(c, fit, data_dir, a == attackers[0], t, study.draws, a)
             for t in transforms for a in attackers for c in seeds]
     results = iter(run_jobs(jobs, args.jobs))
     rows = {t.spec: {a: [next(results) for _ in seeds] for a in attackers} for t in transforms}
@@ -383,8 +380,9 @@ def main(argv=None) -> int:
             print(spec, a, json.dumps([{k: r.get(k) for k in ("seed", "target_top1",
                                                                "reid_rank1")}
                                        for r in seed_rows]), flush=True)
-    out = Path(args.out or f"{'runs/tiny' if args.tiny else 'docs'}/privacy-controls.md")
-    report(out, argv, config, fit, args.draws, rows, time.time() - start)
+    out = Path(args.out)
+    report(out, " ".join(["python -m experiments.controls", *argv]), config, fit, study.draws,
+           rows, time.time() - start)
     print(f"wrote {out}")
     return 0
 

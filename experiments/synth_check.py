@@ -1,8 +1,9 @@
 """Is the synthetic benchmark learnable, and where does identity come from?
 
-    python -m train.synth_check --jobs 2             # learnability, 2 seeds (~35 min on 2 cores)
-    python -m train.synth_check --ablation --jobs 2  # plus the identity-cue ablation (~75 min)
-    python -m train.synth_check --tiny               # a smoke run for the test suite
+    python -m experiments.synth_check --config experiments/configs/synth_check.toml --jobs 2
+        # learnability and the identity-cue ablation, 2 seeds (~75 min on 2 cores)
+    python -m experiments.synth_check --config experiments/configs/synth_check_tiny.toml
+        # a smoke run for the test suite
 
 For each seed it generates the benchmark (64x64 by default: CPU scale), trains a ClassNet for
 the gesture on the training people and one for identity (cross-entropy + batch-hard
@@ -10,7 +11,7 @@ triplet), and evaluates both on the unseen test people: gesture top-1 accuracy, 
 rank-1 / mAP with the reference's protocol (one query per test person and gesture, junk =
 same recording or same gesture). Two shortcut baselines check that neither label can be read
 off trivial statistics (event count, centroid): a nearest-neighbour on those alone. The
-results go to a markdown report (docs/synth-learnability.md by default).
+results go to a markdown report (experiments/reports/synth-learnability.md by default).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import json
 import logging
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,15 +34,13 @@ from anonynoise.errors import AnonyNoiseError
 from anonynoise.memory import keep_freed_memory
 from anonynoise.models import ClassNet
 from anonynoise.models.denoise import DenoiseNet
-from anonynoise.synth.dataset import (
-    MANIFEST,
-    DatasetConfig,
-    generate_dataset,
-    generator_fingerprint,
-)
+from anonynoise.synth.dataset import MANIFEST, DatasetConfig
 from anonynoise.synth.people import ALL_CUES
+from experiments.report import Report, benchmark_text, fmt, generated
 from train.classify import FitConfig, fit_classnet, reid_accuracy, target_accuracy
+from train.config_file import ConfigError, from_table, read_toml
 from train.datasets.dvsgesture import load_split
+from train.recipe import dataset
 
 log = logging.getLogger(__name__)
 
@@ -52,20 +51,6 @@ ABLATIONS = {
     "body and head only": ("body", "head"),
     "all but clothing": ("body", "head", "motion"),
 }
-
-
-def dataset(data_dir: Path, config: DatasetConfig) -> Path:
-    """Generate the benchmark for `config` unless the same one is already there."""
-    key = f"s{config.size}-u{config.users}-t{config.test_users}-r{config.reps}-seed{config.seed}" \
-          f"-d{config.duration_s:g}-{'+'.join(config.cues)}"
-    out = data_dir / key
-    manifest = out / "DVSGesture" / MANIFEST
-    if manifest.exists():
-        saved = json.loads(manifest.read_text())
-        if saved["config"] == json.loads(json.dumps(asdict(config))) and \
-                saved.get("fingerprint") == generator_fingerprint():
-            return out / "DVSGesture"
-    return generate_dataset(out, config, force=True)
 
 
 def shortcut_features(frames: np.ndarray) -> np.ndarray:
@@ -130,10 +115,11 @@ def clean_reid_net(root: Path, clean_train: np.ndarray, labels: np.ndarray, n_id
 def evaluate_seed(config: DatasetConfig, fit: FitConfig, data_dir: Path, task: bool = True,
                   transform=None, draws: int = 1, attacker: str = "scratch"):
     """Gesture and Re-ID nets trained and evaluated on one seed's benchmark; with `transform`
-    (a train.controls.ClipTransform) on its transformed clips, `draws` draws of the training
-    clips where the transform is random (a random step on the events loads each draw anew). `attacker`: the Re-ID net trains
-    from scratch, or starts from a Re-ID net trained on the clean clips ("clean"), or also
-    behind a denoiser that learns to restore the clean clips ("clean+denoiser")."""
+    (an experiments.controls.ClipTransform) on its transformed clips, `draws` draws of the
+    training clips where the transform is random (a random step on the events loads each draw
+    anew). `attacker`: the Re-ID net trains from scratch, or starts from a Re-ID net trained on
+    the clean clips ("clean"), or also behind a denoiser that learns to restore the clean clips
+    ("clean+denoiser")."""
     if attacker not in ATTACKERS:
         raise ValueError(f"attacker must be one of {ATTACKERS}, got {attacker!r}")
     root = dataset(data_dir, config)
@@ -211,118 +197,108 @@ def run_jobs(jobs, processes: int):
         return pool.map(_job, jobs, chunksize=1)
 
 
-def mean_std(rows, key):
-    values = [r[key] for r in rows if key in r]
-    return (float(np.mean(values)), float(np.std(values))) if values else (float("nan"), 0.0)
+def column(rows: list[dict], key: str) -> list:
+    """One measure of every seed's row (the rows that have it)."""
+    return [r[key] for r in rows if key in r]
 
 
-def report(path: Path, args, config: DatasetConfig, fit: FitConfig, main_rows, ablation,
-           seconds: float) -> None:
-    def fmt(rows, key):
-        m, s = mean_std(rows, key)
-        return f"{m:.3f} ± {s:.3f}"
+@dataclass
+class SynthCheckConfig:
+    """The learnability check: the benchmark, the nets, the seeds, and which parts run."""
+    data: DatasetConfig = field(default_factory=lambda: DatasetConfig(size=64))
+    fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=45))
+    seeds: tuple[int, ...] = (0, 1)
+    ablation: bool = False   # also the identity-cue ablation
+    reid_only: bool = False  # skip the gesture net
 
-    lines = [
-        "# Synthetic benchmark: learnability and identity cues", "",
-        f"Generated by `python -m train.synth_check {' '.join(sys.argv[1:])}` on "
-        f"{time.strftime('%Y-%m-%d')}, {seconds / 60:.1f} minutes on this 2-core CPU.", "",
-        f"Benchmark: {config.users} people ({config.users - config.test_users} for training, "
-        f"{config.test_users} unseen for testing), {config.reps} sessions each (different "
-        f"lighting), 11 gestures, {config.duration_s:g} s per recording, "
-        f"{config.size}x{config.size} sensor. Nets: ClassNet {fit.network}, {fit.epochs} "
+    def check(self) -> "SynthCheckConfig":
+        self.data.check()
+        if not self.seeds:
+            raise ConfigError("seeds must not be empty")
+        return self
+
+
+def load_config(path: str | Path) -> SynthCheckConfig:
+    # the seeds are the config's list; every net's and benchmark's seed comes from it
+    fixed = {DatasetConfig: ("seed",), FitConfig: ("seed", "device")}
+    return from_table(SynthCheckConfig, read_toml(path), str(path), fixed).check()
+
+
+def report(path: Path, command: str, config: DatasetConfig, fit: FitConfig, main_rows,
+           ablation, seconds: float) -> None:
+    out = Report("Synthetic benchmark: learnability and identity cues").paragraph(
+        generated(command, seconds, "this 2-core CPU"))
+    out.paragraph(
+        f"Benchmark: {benchmark_text(config)}. Nets: ClassNet {fit.network}, {fit.epochs} "
         f"epochs, Adam {fit.lr:g}, batch {fit.batch}, the reference's augmentation; the "
         "reference's representation (whole sample, 5 bins x 2 polarities). Re-ID: one query per "
         "test person and gesture (first session), the rest is the gallery; same recording or "
         "same gesture is junk. Means ± standard deviations over seeds "
-        f"{', '.join(str(r['seed']) for r in main_rows)} (each seed a new set of people).", "",
-        "| measure | value | what it should be |", "|---|---|---|",
-        f"| gesture top-1, ClassNet | {fmt(main_rows, 'target_top1')} | 0.90 to 0.98 |",
-        f"| gesture top-1, shortcut (event count, centroid) | "
-        f"{fmt(main_rows, 'target_top1_shortcut')} | far below |",
-        f"| Re-ID rank-1, ClassNet | {fmt(main_rows, 'reid_rank1')} | >= 0.90 |",
-        f"| Re-ID mAP, ClassNet | {fmt(main_rows, 'reid_mAP')} | reported |",
-        f"| Re-ID rank-5 | {fmt(main_rows, 'reid_rank5')} | |",
-        f"| Re-ID rank-1, shortcut (event count, centroid) | "
-        f"{fmt(main_rows, 'reid_rank1_shortcut')} | far below (chance "
-        f"{1 / config.test_users:.2f}) |", "",
-    ]
+        f"{', '.join(str(r['seed']) for r in main_rows)} (each seed a new set of people).")
+    out.table(["measure", "value", "what it should be"], [
+        ["gesture top-1, ClassNet", fmt(column(main_rows, "target_top1")), "0.90 to 0.98"],
+        ["gesture top-1, shortcut (event count, centroid)",
+         fmt(column(main_rows, "target_top1_shortcut")), "far below"],
+        ["Re-ID rank-1, ClassNet", fmt(column(main_rows, "reid_rank1")), ">= 0.90"],
+        ["Re-ID mAP, ClassNet", fmt(column(main_rows, "reid_mAP")), "reported"],
+        ["Re-ID rank-5", fmt(column(main_rows, "reid_rank5")), ""],
+        ["Re-ID rank-1, shortcut (event count, centroid)",
+         fmt(column(main_rows, "reid_rank1_shortcut")),
+         f"far below (chance {1 / config.test_users:.2f})"]])
     if ablation:
-        lines += ["## Identity cues", "",
-                  "The same Re-ID training on benchmarks where people differ only in some cues "
-                  "(the others are the same for everyone).", "",
-                  "| people differ in | Re-ID rank-1 | mAP |", "|---|---|---|"]
-        for name, rows in ablation.items():
-            lines.append(f"| {name} | {fmt(rows, 'reid_rank1')} | {fmt(rows, 'reid_mAP')} |")
-        lines.append("")
-    lines += ["## Per seed", "", "```", json.dumps({"main": main_rows, "ablation": ablation},
-                                                  indent=1), "```", ""]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines))
+        out.section("Identity cues").paragraph(
+            "The same Re-ID training on benchmarks where people differ only in some cues (the "
+            "others are the same for everyone).")
+        out.table(["people differ in", "Re-ID rank-1", "mAP"],
+                  [[name, fmt(column(rows, "reid_rank1")), fmt(column(rows, "reid_mAP"))]
+                   for name, rows in ablation.items()])
+    out.section("Per seed").json_block({"main": main_rows, "ablation": ablation})
+    out.write(path)
 
 
-def parse_job_args(ap: argparse.ArgumentParser, argv) -> argparse.Namespace:
-    """--jobs and --tiny, shared by the studies that run their trainings through run_jobs;
-    parses and sets up logging."""
+def add_job_args(ap: argparse.ArgumentParser) -> None:
+    """--config, --jobs and --data, shared by the studies that run their trainings through
+    run_jobs."""
+    ap.add_argument("--config", required=True, help="the study's TOML file "
+                    "(experiments/configs/)")
     ap.add_argument("--jobs", type=int, default=1,
                     help="trainings in parallel, one thread each (2 on a 2-core machine)")
-    ap.add_argument("--tiny", action="store_true",
-                    help="a smoke run (seconds, meaningless numbers)")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    return args
+    ap.add_argument("--data", default="runs/synth-check", help="where benchmarks are cached")
 
 
 def main(argv=None) -> int:
     keep_freed_memory()
+    argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", type=int, default=64)
-    ap.add_argument("--users", type=int, default=40)
-    ap.add_argument("--test-users", type=int, default=10)
-    ap.add_argument("--reps", type=int, default=2)
-    ap.add_argument("--duration", type=float, default=3.0)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--epochs", type=int, default=45)
-    ap.add_argument("--network", default="resnet18")
-    ap.add_argument("--ablation", action="store_true", help="also run the identity-cue ablation")
-    ap.add_argument("--reid-only", action="store_true", help="skip the gesture net (experiments)")
-    ap.add_argument("--data", default="runs/synth-check", help="where datasets are cached")
-    ap.add_argument("--out", default=None,
-                    help="default docs/synth-learnability.md (--tiny: runs/tiny/, so a smoke "
-                         "run never replaces the published report)")
+    add_job_args(ap)
+    ap.add_argument("--out", default="experiments/reports/synth-learnability.md")
     ap.add_argument("--threads", type=int, default=None)
-    args = parse_job_args(ap, argv)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.tiny:
-        args.size, args.users, args.test_users, args.reps = 32, 4, 2, 2
-        args.duration, args.seeds, args.epochs = 0.5, [0], 1
-    config = DatasetConfig(users=args.users, test_users=args.test_users, reps=args.reps,
-                           size=args.size, duration_s=args.duration)
-    config.check()
-    fit = FitConfig(network=args.network, epochs=args.epochs)
+    study = load_config(args.config)
+    config, fit, seeds = study.data, study.fit, list(study.seeds)
     start = time.time()
     data_dir = Path(args.data)
-    jobs = [(replace(config, seed=seed), fit, data_dir, not args.reid_only)
-            for seed in args.seeds]
-    if args.ablation:
+    jobs = [(replace(config, seed=seed), fit, data_dir, not study.reid_only) for seed in seeds]
+    if study.ablation:
         jobs += [(replace(config, seed=s, cues=cues), fit, data_dir, False)
-                 for name, cues in ABLATIONS.items() if cues != ALL_CUES for s in args.seeds]
+                 for name, cues in ABLATIONS.items() if cues != ALL_CUES for s in seeds]
     for job in jobs:  # generate every benchmark first (this uses all cores by itself)
         dataset(data_dir, job[0])
     results = run_jobs(jobs, args.jobs)
-    main_rows = results[:len(args.seeds)]
+    main_rows = results[:len(seeds)]
     for row in main_rows:
         print(json.dumps(row), flush=True)
     ablation = {}
-    if args.ablation:
-        rest = iter(results[len(args.seeds):])
+    if study.ablation:
+        rest = iter(results[len(seeds):])
         for name, cues in ABLATIONS.items():
-            ablation[name] = main_rows if cues == ALL_CUES else \
-                [next(rest) for _ in args.seeds]
+            ablation[name] = main_rows if cues == ALL_CUES else [next(rest) for _ in seeds]
             print(name, json.dumps(ablation[name]), flush=True)
-    if args.out is None:  # a smoke run never replaces the published report
-        args.out = f"{'runs/tiny' if args.tiny else 'docs'}/synth-learnability.md"
-    report(Path(args.out), args, config, fit, main_rows, ablation, time.time() - start)
+    report(Path(args.out), " ".join(["python -m experiments.synth_check", *argv]), config, fit,
+           main_rows, ablation, time.time() - start)
     print(f"wrote {args.out}")
     return 0
 

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from anonynoise.errors import AnonyNoiseError
-from train.controls import ClipTransform, binarize, block_means, random_warp
+from experiments.controls import ClipTransform, binarize, block_means, random_warp
 
 REPO = Path(__file__).resolve().parents[2]
+TINY = REPO / "experiments" / "configs" / "controls_tiny.toml"
 
 
 def clips(n=3, c=10, size=16, seed=0):
@@ -58,7 +59,7 @@ def test_a_chain_applies_left_to_right_and_says_when_it_is_random():
 def test_bad_transforms_are_refused():
     with pytest.raises(AnonyNoiseError, match="unknown transform step 'blur'"):
         ClipTransform("pool+blur").check(48)
-    with pytest.raises(AnonyNoiseError, match="divide --size 48"):
+    with pytest.raises(AnonyNoiseError, match="divide data.size 48"):
         ClipTransform("pool", pool=5).check(48)
     ClipTransform("warp+bin+pool").check(48)
 
@@ -106,8 +107,12 @@ def test_net_transforms_run_the_streams_anonymizer_a_new_stream_per_recording():
 
 
 def test_a_missing_net_is_refused_before_any_benchmark(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "train.controls", "--transforms", "net:none",
-                           "--net", str(tmp_path / "missing.pt"), "--data",
+    config = tmp_path / "c.toml"
+    missing = tmp_path / "missing.pt"
+    config.write_text(TINY.read_text().replace(
+        "[data]", f"[transform]\nnet = '{missing}'\n\n[data]"))
+    proc = subprocess.run([sys.executable, "-m", "experiments.controls", "--config", str(config),
+                           "--transforms", "net:none", "--data",
                            str(tmp_path / "data")], capture_output=True, text=True,
                           timeout=120, cwd=REPO)
     assert proc.returncode == 2 and "missing.pt" in proc.stderr
@@ -116,10 +121,12 @@ def test_a_missing_net_is_refused_before_any_benchmark(tmp_path):
 
 def test_controls_smoke_run_writes_a_report(tmp_path):
     out = tmp_path / "controls.md"
-    proc = subprocess.run([sys.executable, "-m", "train.controls", "--tiny", "--transforms",
-                           "none", "warp+slots+pool", "stream:warp+slots+jitter",
-                           "net:jitter", "--attacker", "scratch", "clean+denoiser",
-                           "--out", str(out), "--data",
+    config = tmp_path / "c.toml"
+    config.write_text(TINY.read_text().replace(
+        "draws = 2", 'draws = 2\nattackers = ["scratch", "clean+denoiser"]'))
+    proc = subprocess.run([sys.executable, "-m", "experiments.controls", "--config", str(config),
+                           "--transforms", "none", "warp+slots+pool", "stream:warp+slots+jitter",
+                           "net:jitter", "--out", str(out), "--data",
                            str(tmp_path / "data")], capture_output=True, text=True,
                           timeout=600, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
@@ -139,8 +146,9 @@ def test_controls_smoke_run_writes_a_report(tmp_path):
 
 
 def test_controls_refuses_an_unknown_step_in_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "train.controls", "--transforms", "blur",
-                           "--data", str(tmp_path / "data")], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "experiments.controls", "--config", str(TINY),
+                           "--transforms", "blur", "--data", str(tmp_path / "data")],
+                          capture_output=True, text=True,
                           timeout=120, cwd=REPO)
     assert proc.returncode != 0
     assert "unknown transform step 'blur'" in proc.stderr
@@ -150,7 +158,7 @@ def test_controls_refuses_an_unknown_step_in_one_line(tmp_path):
 
 def test_slots_keep_the_first_event_of_each_pixel_and_polarity_per_slot():
     from anonynoise.events import make_events
-    from train.controls import slots_from_zero
+    from experiments.controls import slots_from_zero
     # t (µs), x, y, p: two events of (1, 0, on) in slot 0, one of them off; then slot 1
     ev = make_events([100, 200, 300, 9_999, 10_000, 10_500], [1, 1, 1, 2, 1, 1],
                      [0, 0, 0, 0, 0, 0], [1, 1, 0, 1, 1, 1], 4, 2)
