@@ -19,6 +19,9 @@ import sys
 import threading
 
 PROG = "anonynoise-stream"
+# the name this run's lines start with: PROG, or the command that runs the same stream
+# (anonynoise-preview; serve sets it)
+_prog = [PROG]
 DEFAULT_PUBLISH = "tcp://127.0.0.1:5555"
 
 
@@ -247,7 +250,7 @@ def stream_main(args, run=None, observe=None) -> int:
     else:  # stopped before any window: an existing file is not replaced by an empty one
         recorded = (f"; nothing recorded: no window reached the recorder ({args.record} "
                     + ("left as it was)" if os.path.exists(args.record) else "not written)"))
-    print(f"{PROG}: {why}: " + status_line(summary, final=True) + recorded, file=sys.stderr)
+    print(f"{_prog[0]}: {why}: " + status_line(summary, final=True) + recorded, file=sys.stderr)
     return 0
 
 
@@ -262,7 +265,7 @@ def say_where(args, publish: str | None) -> None:
     if args.dv_port is not None:
         lines.append(f"DV network output on {args.dv_host}:{args.dv_port}")
     for line in lines:
-        print(f"{PROG}: {line}", flush=True)
+        print(f"{_prog[0]}: {line}", flush=True)
 
 
 def check_outputs(args) -> None:
@@ -357,7 +360,7 @@ def _end_now(signum: int, line: str) -> None:
 
 
 def _stop_early(signum, frame) -> None:
-    _end_now(signum, f"{PROG}: stopped by {signal.Signals(signum).name} {_stage[0]}")
+    _end_now(signum, f"{_prog[0]}: stopped by {signal.Signals(signum).name} {_stage[0]}")
 
 
 def _install_early_handlers() -> dict | None:
@@ -378,7 +381,7 @@ def _on_signals(pipeline) -> list:
 
     def handler(signum, frame):
         if stopped_by:  # a second signal: the user does not want to wait for a clean stop
-            _end_now(signum, f"{PROG}: stopped at once by a second "
+            _end_now(signum, f"{_prog[0]}: stopped at once by a second "
                              f"{signal.Signals(signum).name} (a recording keeps the windows "
                              "that reached the recorder)")
         stopped_by.append(signal.Signals(signum).name)
@@ -404,7 +407,7 @@ class _Reporter(threading.Thread):
         previous = None
         while not self._stop.wait(self.every):
             status = self.pipeline.status()
-            print(f"{PROG}: " + status_line(status, previous=previous), file=sys.stderr,
+            print(f"{_prog[0]}: " + status_line(status, previous=previous), file=sys.stderr,
                   flush=True)
             previous = status
 
@@ -440,13 +443,14 @@ def start_stream(args, run=None, observe=None) -> int:
     model_threads(args.threads)  # a bad --threads: one line now, not after loading the model
     import logging
 
-    logging.basicConfig(level=logging.INFO, format=f"{PROG}: %(message)s")
+    logging.basicConfig(level=logging.INFO, format=f"{_prog[0]}: %(message)s")
     return stream_main(args, run=run, observe=observe)
 
 
 def serve(command, argv=None, prog: str = PROG) -> int:
     """Run command(argv) as the stream's commands run: the early signal handlers from the
     first line, errors as one line and an exit status."""
+    _prog[0] = prog
     previous = _install_early_handlers()  # first: a signal from now on ends in one line
     try:
         from anonynoise.cli_support import ANONYMIZER_FLAGS, run
