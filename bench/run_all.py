@@ -1,6 +1,6 @@
-"""Run every benchmark in one go and rewrite docs/benchmarks.md from their output.
+"""Run every benchmark in one go and rewrite bench/results/benchmarks.md from their output.
 
-    python bench/run_all.py            # the full run (several minutes), rewrites docs/benchmarks.md
+    python bench/run_all.py            # the full run (several minutes), rewrites bench/results/benchmarks.md
     python bench/run_all.py --tiny     # a smoke run (to runs/tiny/benchmarks.md)
 
 Each script prints ours and the peers side by side from one run on this machine; this file adds
@@ -129,7 +129,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiny", action="store_true")
     ap.add_argument("--out", default=None,
-                    help="default docs/benchmarks.md (--tiny: runs/tiny/benchmarks.md)")
+                    help="default bench/results/benchmarks.md (--tiny: runs/tiny/benchmarks.md)")
     args = ap.parse_args(argv)
     import numba
     import numpy
@@ -154,7 +154,7 @@ def main(argv=None) -> int:
                   table, ""]
     lines += gpu_section()
     out = Path(args.out or (ROOT / "runs" / "tiny" / "benchmarks.md" if args.tiny
-                            else ROOT / "docs" / "benchmarks.md"))
+                            else ROOT / "bench" / "results" / "benchmarks.md"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))
     print(f"wrote {out}")
