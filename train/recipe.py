@@ -28,6 +28,7 @@ from anonynoise.errors import AnonyNoiseError
 from anonynoise.events import from_dvsgesture_array
 from anonynoise.filters import FilterConfig
 from anonynoise.models import ClassNet, LightAnonNet
+from anonynoise.models.noise import SAMPLINGS
 from anonynoise.synth.dataset import (MANIFEST, DatasetConfig, generate_dataset,
                                       generator_fingerprint)
 from train.classify import FitConfig, fit_classnet
@@ -48,6 +49,9 @@ class AnonymizerNet:
     """The light anonymizer's shape (anonynoise.models.LightAnonNet)."""
     width: int = 8
     form: str = "mean_scale"
+    # how full resolution is read and written (LightAnonNet): "stride", the first shipped
+    # model's, puts a 2x2 grid in its output; "pool" treats every pixel of a block alike
+    sampling: str = "stride"
     # start as the identity (NoiseAnonNet.start_as_identity), not from a default
     # initialisation that already destroys the gesture on the stream's windows
     identity_start: bool = True
@@ -109,6 +113,9 @@ class Recipe:
             raise AnonyNoiseError(f"long_s must be a multiple of clip_s, and a clip's "
                                   f"{self.clip_windows} windows must divide into "
                                   f"pipeline.clip_bins ({p.clip_bins})")
+        if self.anonymizer.sampling not in SAMPLINGS:
+            raise AnonyNoiseError(f"anonymizer.sampling must be one of {', '.join(SAMPLINGS)}, "
+                                  f"got {self.anonymizer.sampling!r}")
         if p.reid_push not in ("triplet", "confusion"):
             raise AnonyNoiseError(f"pipeline.reid_push must be triplet or confusion, got "
                                   f"{p.reid_push!r}")
@@ -257,7 +264,8 @@ def train_anonymizer(recipe: Recipe, d: dict, target_clean: ClassNet, reid_clean
     first (filtered) copy of the training clips. Returns (anonymizer, the pipeline's target
     net, its adversary, the per-epoch history); the clean nets are left as they were."""
     torch.manual_seed(recipe.seed)
-    anon = LightAnonNet(2 * BINS, form=recipe.anonymizer.form, width=recipe.anonymizer.width)
+    anon = LightAnonNet(2 * BINS, form=recipe.anonymizer.form, width=recipe.anonymizer.width,
+                        sampling=recipe.anonymizer.sampling)
     if recipe.anonymizer.identity_start:
         anon.start_as_identity()
     target_net, adversary = copy.deepcopy(target_clean), copy.deepcopy(reid_clean)

@@ -219,36 +219,63 @@ class _ConvReLU(nn.Sequential):
         super().__init__(nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2), nn.ReLU(inplace=True))
 
 
+SAMPLINGS = ("stride", "pool")
+
+
 class LightAnonNet(NoiseAnonNet):
     """The product's anonymizer for CPUs: a small U-Net on cat(x, n).
 
-    A 2x2-stride convolution reads cat(x, n) at full resolution, the encoder goes down to 1/8,
-    the decoder comes back to 1/2 with skips, and a 2x2-stride transposed convolution gives a
-    scale (and mean) for every full-resolution pixel, so the noise is per pixel at the output.
-    Any input size: the input is padded to a multiple of 8 inside and the output cropped.
-    About 620 M multiply-adds for a 480x640 window (the paper net: 225 G).
+    The encoder reads cat(x, n) at half resolution and goes down to 1/8, the decoder comes
+    back to 1/2 with skips, and the head gives a scale (and mean) for every full-resolution
+    pixel, so the noise, drawn per pixel, is per pixel at the output. Any input size: the input
+    is padded to a multiple of 8 inside and the output cropped. About 620 M multiply-adds for
+    a 480x640 window (the paper net: 225 G).
+
+    sampling, how full resolution is read and written:
+      "stride"  a 2x2 stride-2 convolution in, a 2x2 stride-2 transposed convolution out
+                (the first shipped model): each pixel of a 2x2 block has weights of its own,
+                and the trained net piles its events on one row and column parity, a grid
+                in every picture (anonynoise.artefacts), and on ON events.
+      "pool"    2x2 average pooling then a 3x3 convolution in, a 1x1 convolution at half
+                resolution then nearest upsampling out: every pixel of a block is treated
+                alike. The maps are one per time bin, shared by both polarities and split
+                between them by the window's own ON / OFF balance, so the noise keeps the
+                scene's polarity share.
     """
 
     kind = "light_anon"
     MULTIPLE = 8
     # the project trains widths 8 and 16; 1024 is about 150 M parameters in `mid` alone
-    ARCH_LIMITS = {**NoiseAnonNet.ARCH_LIMITS, "width": ("int", 1, 1024)}
+    ARCH_LIMITS = {**NoiseAnonNet.ARCH_LIMITS, "width": ("int", 1, 1024),
+                   "sampling": ("choice", SAMPLINGS)}
 
     def __init__(self, channels: int = 10, noise_std: float = 1.0, form: str = "scale",
-                 width: int = 16):
+                 width: int = 16, sampling: str = "stride"):
         super().__init__(channels, noise_std, form)
+        if sampling not in SAMPLINGS:
+            raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
+        if sampling == "pool" and channels % 2:
+            raise ValueError("sampling 'pool' shares its maps between two polarities: the "
+                             f"channels (bins x 2) must be even, got {channels}")
         self.width = int(width)
+        self.sampling = sampling
         w = self.width
-        self.enc1 = nn.Conv2d(2 * channels, w, kernel_size=2, stride=2)  # 1/2, on cat(x, n)
+        if sampling == "stride":
+            self.enc1 = nn.Conv2d(2 * channels, w, kernel_size=2, stride=2)  # 1/2
+        else:
+            self.enc1 = nn.Conv2d(2 * channels, w, kernel_size=3, padding=1)  # on the pooled
         self.enc2 = _ConvReLU(w, 2 * w, stride=2)                         # 1/4
         self.enc3 = _ConvReLU(2 * w, 4 * w, stride=2)                     # 1/8
         self.mid = _ConvReLU(4 * w, 4 * w)                                # 1/8
         self.dec2 = _ConvReLU(4 * w + 2 * w, 2 * w, kernel=1)             # 1/4, after upsampling
         self.dec1 = _ConvReLU(2 * w + w, w, kernel=1)                     # 1/2
-        self.head = nn.ConvTranspose2d(w, self.out_channels, kernel_size=2, stride=2)  # 1/1
+        if sampling == "stride":
+            self.head = nn.ConvTranspose2d(w, self.out_channels, kernel_size=2, stride=2)
+        else:  # one map per bin (and kind), at 1/2: upsampled and split by polarity
+            self.head = nn.Conv2d(w, self.out_channels // 2, kernel_size=1)
 
     def arch(self) -> dict:
-        return {**super().arch(), "width": self.width}
+        return {**super().arch(), "width": self.width, "sampling": self.sampling}
 
     def output_layer(self) -> nn.Module:
         return self.head
@@ -258,16 +285,36 @@ class LightAnonNet(NoiseAnonNet):
         pad_h, pad_w = (-h) % self.MULTIPLE, (-w) % self.MULTIPLE
         if pad_h or pad_w:
             x, noise = F.pad(x, (0, pad_w, 0, pad_h)), F.pad(noise, (0, pad_w, 0, pad_h))
-        # enc1 on cat(x, n) without building the full-resolution concatenation: the
-        # convolution of a concatenation is the sum of the convolutions of its parts.
         c = self.channels
         weight = self.enc1.weight
-        e1 = F.relu(F.conv2d(x, weight[:, :c], self.enc1.bias, stride=2)
-                    + F.conv2d(noise, weight[:, c:], stride=2))
+        if self.sampling == "stride":
+            # enc1 on cat(x, n) without building the full-resolution concatenation: the
+            # convolution of a concatenation is the sum of the convolutions of its parts.
+            e1 = F.relu(F.conv2d(x, weight[:, :c], self.enc1.bias, stride=2)
+                        + F.conv2d(noise, weight[:, c:], stride=2))
+        else:
+            e1 = F.relu(F.conv2d(F.avg_pool2d(x, 2), weight[:, :c], self.enc1.bias, padding=1)
+                        + F.conv2d(F.avg_pool2d(noise, 2), weight[:, c:], padding=1))
         e2 = self.enc2(e1)
         e3 = self.mid(self.enc3(e2))
         d2 = self.dec2(torch.cat((F.interpolate(e3, scale_factor=2.0, mode="nearest"), e2), 1))
         d1 = self.dec1(torch.cat((F.interpolate(d2, scale_factor=2.0, mode="nearest"), e1), 1))
         out = self.head(d1)
+        if self.sampling == "pool":
+            out = F.interpolate(by_polarity(out, x), scale_factor=2.0, mode="nearest")
         # crop only when padded: even a full-size slice zero-fills a copy in the backward
         return out[..., :h, :w] if pad_h or pad_w else out
+
+
+def by_polarity(maps: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Per-bin maps (N, K * bins, h, w) -> per-channel maps (N, K * bins * 2, h, w) in the
+    channel order (bin, polarity), each bin's map times 2 x its polarity's share of the
+    window's events (1 and 1 for an empty window): the noise a map adds splits between ON
+    and OFF as the scene's events do. The share carries no gradient (it is the input's)."""
+    n, kb, h, w = maps.shape
+    counts = x.detach().clamp(min=0).reshape(n, -1, 2, *x.shape[-2:]).sum((1, 3, 4))  # (N, 2)
+    total = counts.sum(1, keepdim=True)
+    factor = torch.where(total > 0, 2 * counts / total.clamp(min=1e-12),
+                         torch.ones_like(counts))  # (N, 2)
+    split = maps.reshape(n, kb, 1, h, w) * factor.reshape(n, 1, 2, 1, 1).to(maps.dtype)
+    return split.reshape(n, kb * 2, h, w)

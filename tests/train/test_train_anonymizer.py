@@ -22,6 +22,7 @@ SHIPPED = REPO / "anonynoise" / "models" / "default_anonymizer.pt"
 def test_the_default_config_is_the_recipe_the_shipped_checkpoint_records():
     recorded = load_checkpoint(SHIPPED).training
     config = recorded["config"]  # the privacy report's StudyConfig, as it shipped the model
+    ckpt = load_checkpoint(SHIPPED)
     recipe = load_recipe(DEFAULT)
     assert recipe.seed == config["data"]["seed"] and recipe.device == config["fit"]["device"]
     assert asdict(recipe.data) == {**config["data"], "cues": tuple(config["data"]["cues"])}
@@ -35,11 +36,11 @@ def test_the_default_config_is_the_recipe_the_shipped_checkpoint_records():
         config["clip_s"], config["long_s"], config["all_spans"])
     assert asdict(recipe.anonymizer) == {"width": config["anon_width"],
                                          "form": config["anon_form"],
-                                         "identity_start": config["anon_identity_start"]}
+                                         "identity_start": config["anon_identity_start"],
+                                         "sampling": ckpt.arch.get("sampling", "stride")}
     assert recipe.filters.describe() == recorded["filters"]
     assert (recipe.filters.spec, recipe.filters.block, recipe.filters.refractory_ms) == (
         config["filters"], config["filter_block"], config["filter_refractory_ms"])
-    ckpt = load_checkpoint(SHIPPED)
     assert (ckpt.arch["width"], ckpt.arch["form"]) == (recipe.anonymizer.width,
                                                        recipe.anonymizer.form)
 

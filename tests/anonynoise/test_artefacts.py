@@ -1,0 +1,93 @@
+"""Grid and polarity artefacts: the statistics on hand-made events, and the light net's
+"pool" sampling, which treats every pixel of a 2x2 block alike by construction."""
+
+import numpy as np
+import pytest
+import torch
+
+from anonynoise.artefacts import artefacts, grid_statistics
+from anonynoise.events import make_events
+from anonynoise.models import LightAnonNet
+from anonynoise.models.noise import by_polarity
+
+
+def events_at(xs, ys, ps, width=8, height=8):
+    n = len(xs)
+    return make_events(np.arange(n), xs, ys, ps, width, height)
+
+
+def test_statistics_of_hand_made_events():
+    # 4 events: rows 0, 0, 1, 2 (3 even); columns 1, 3, 5, 0 (1 even); ON, ON, OFF, ON
+    s = grid_statistics(events_at([1, 3, 5, 0], [0, 0, 1, 2], [1, 1, 0, 1]))
+    assert (s.events, s.even_rows, s.even_cols, s.on_share) == (4, 0.75, 0.25, 0.75)
+    assert s.row_wave == pytest.approx(0.5)      # |3 - 1| / 4
+    assert s.col_wave == pytest.approx(0.5)      # |1 - 3| / 4
+    # (-1)^(x+y): (1,0) -1, (3,0) -1, (5,1) +1, (0,2) +1 -> 0
+    assert s.checker_wave == pytest.approx(0.0)
+    assert grid_statistics(events_at([], [], [])).events == 0
+
+
+def test_an_output_on_one_row_parity_and_on_events_is_an_artefact():
+    rng = np.random.default_rng(0)
+    n = 4000
+    raw = events_at(rng.integers(0, 64, n), rng.integers(0, 64, n), rng.integers(0, 2, n),
+                    64, 64)
+    assert artefacts(raw, raw) == []
+    gridded = events_at(raw.x, raw.y // 2 * 2, np.ones(n, np.uint8), 64, 64)
+    found = artefacts(raw, gridded)
+    assert any(f.startswith("even rows share 1.00") for f in found)
+    assert any(f.startswith("ON share 1.00") for f in found)
+    assert any(f.startswith("period-2 row pattern 1.00") for f in found)
+    # a sensor's own column pattern smoothed towards a half is not an artefact
+    patterned = events_at(raw.x // 2 * 2 + (rng.random(n) < 0.35), raw.y, raw.p, 64, 64)
+    assert artefacts(patterned, raw) == []
+
+
+@pytest.mark.parametrize("form", ["scale", "mean_scale"])
+def test_pool_sampling_treats_every_pixel_of_a_block_alike(form):
+    torch.manual_seed(0)
+    x = torch.rand(2, 10, 34, 52) * (torch.rand(2, 10, 34, 52) < 0.2)
+    noise = torch.randn_like(x)
+    pool = LightAnonNet(10, form=form, width=8, sampling="pool")
+    with torch.no_grad():
+        for p in pool.parameters():  # not the identity start: every weight matters
+            p.normal_(0, 0.3)
+        maps = pool.predict(x, noise)
+    assert maps.shape == (2, pool.out_channels, 34, 52)
+    # the four pixels of every 2x2 block get the same scale (and mean)
+    for dy in (0, 1):
+        for dx in (0, 1):
+            assert torch.equal(maps[..., dy::2, dx::2], maps[..., 0::2, 0::2])
+    # the stride net, with random weights too, does not (its kernels differ per position)
+    stride = LightAnonNet(10, form=form, width=8, sampling="stride")
+    with torch.no_grad():
+        for p in stride.parameters():
+            p.normal_(0, 0.3)
+        s = stride.predict(x, noise)
+    assert not torch.equal(s[..., 1::2, 0::2], s[..., 0::2, 0::2])
+
+
+def test_the_maps_split_between_polarities_as_the_window_s_events_do():
+    x = torch.zeros(1, 4, 2, 2)  # 2 bins x 2 polarities
+    x[0, 1] = 3.0  # bin 0 ON: 12 events
+    x[0, 2] = 1.0  # bin 1 OFF: 4 events -> ON share 0.75
+    maps = torch.tensor([[[[1.0]], [[2.0]]]]).expand(1, 2, 2, 2)  # one map per bin
+    split = by_polarity(maps, x)
+    assert split.shape == (1, 4, 2, 2)
+    # channel order (bin, polarity): OFF gets 2 x 0.25, ON 2 x 0.75 of its bin's map
+    assert torch.allclose(split[0, :, 0, 0], torch.tensor([0.5, 1.5, 1.0, 3.0]))
+    empty = by_polarity(maps, torch.zeros(1, 4, 2, 2))  # no events: an even split
+    assert torch.allclose(empty[0, :, 0, 0], torch.tensor([1.0, 1.0, 2.0, 2.0]))
+
+
+def test_an_old_checkpoint_without_sampling_loads_as_stride(tmp_path):
+    from anonynoise.checkpoint import Representation, load_checkpoint, save_checkpoint
+
+    net = LightAnonNet(10, form="mean_scale", width=8, sampling="pool")
+    path = save_checkpoint(tmp_path / "p.pt", net, Representation(window_us=50_000))
+    ckpt = load_checkpoint(path)
+    assert ckpt.arch["sampling"] == "pool" and ckpt.build("cpu").sampling == "pool"
+    from anonynoise.loading import default_model
+
+    shipped = load_checkpoint(default_model())
+    assert "sampling" not in shipped.arch and shipped.build("cpu").sampling == "stride"
