@@ -52,19 +52,19 @@ import numpy as np
 import torch
 
 from anonynoise.anonymizer import DEFAULT_MAX_EVENT_RATIO
-from anonynoise.checkpoint import load_checkpoint
+from anonynoise.checkpoint import load_checkpoint, save_checkpoint
 from anonynoise.cli_support import run
 from anonynoise.errors import AnonyNoiseError
 from anonynoise.filters import FilterConfig
 from anonynoise.memory import keep_freed_memory
-from anonynoise.models import ANONYMIZER_KINDS
+from anonynoise.models import ANONYMIZER_KINDS, LightAnonNet
 from anonynoise.models.classnet import WIDTH
 from experiments.privacy_study import (ATTACKERS, CHECKPOINT, StudyConfig, Variant, collect,
                                        study_averaging, study_checkpoint, study_clean,
                                        study_config, study_table, study_variant)
 from experiments.report import Report, benchmark_text, fmt, generated, write_json
 from train.composite import CompositeConfig
-from train.recipe import BINS, WINDOW_MS, dataset
+from train.recipe import BINS, WINDOW_MS, dataset, representation
 
 log = logging.getLogger(__name__)
 REAL_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real"
@@ -528,6 +528,24 @@ def describe_device(device: str) -> str:
     return f"this {os.cpu_count()}-core CPU"
 
 
+def filters_alone_checkpoint(table: dict, path: Path) -> Path:
+    """The privacy filters alone as a checkpoint: the recipe's light net started as the
+    identity (its output is its input), recording the recipe's filters, so the report measures
+    the filters with everything else as for a trained net (the stream runs such a net behind
+    filters that move events like the filters alone: anonynoise.anonymizer)."""
+    recipe = study_config(table, str(path)).recipe
+    if not recipe.filters.check().moves_events:
+        raise AnonyNoiseError(f"--filters-alone: the recipe's filters {recipe.filters.spec!r} "
+                              "leave every event at its pixel; there is nothing to evaluate")
+    net = LightAnonNet(2 * BINS, form=recipe.anonymizer.form, width=recipe.anonymizer.width,
+                       sampling=recipe.anonymizer.sampling).start_as_identity()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return save_checkpoint(path, net, representation(),
+                           {"stage": "experiments.privacy_report --filters-alone (an identity "
+                                     "net: the filters alone)",
+                            "filters": recipe.filters.describe()})
+
+
 def _checkpoint_info(path: Path) -> dict:
     """What the report says of a given checkpoint (and uses: the filters it records)."""
     ckpt = load_checkpoint(path, ANONYMIZER_KINDS)  # a wrong file: one line, before any work
@@ -561,6 +579,10 @@ def main(argv=None) -> int:
     ap.add_argument("--checkpoint", default=None,
                     help="evaluate this anonymizer checkpoint (behind the filters it records) "
                          "instead of training the config's variants")
+    ap.add_argument("--filters-alone", action="store_true",
+                    help="evaluate the config's privacy filters alone, with no net, as a "
+                         "checkpoint is evaluated (same clean nets, attackers and clips): an "
+                         "identity net behind them, written to DATA/filters-alone.pt")
     ap.add_argument("--seeds", type=int, nargs="+", default=None, help="overrides the config's")
     ap.add_argument("--device", default=None, help="overrides the recipe's")
     ap.add_argument("--jobs", type=int, default=1,
@@ -585,6 +607,11 @@ def main(argv=None) -> int:
     results_file, run_file = data_dir / "results.json", data_dir / "run.json"
     command = ("python -m experiments.privacy_report " + " ".join(
         sys.argv[1:] if argv is None else argv)).strip()
+    if args.filters_alone:
+        if args.checkpoint:
+            raise AnonyNoiseError("--filters-alone evaluates no checkpoint: give one or the other")
+        args.checkpoint = str(filters_alone_checkpoint(study_table(Path(args.config)),
+                                                       data_dir / "filters-alone.pt"))
     if args.render:
         saved = _saved_run(data_dir)
         table, checkpoint = saved["config"], saved["checkpoint"]

@@ -169,6 +169,30 @@ def test_a_checkpoint_is_evaluated_behind_its_filters_without_training_it(tmp_pa
     assert "(`warp+refractory+jitter`" in text
 
 
+def test_the_filters_alone_are_evaluated_as_a_checkpoint_is(tmp_path):
+    """--filters-alone: the config's filters with an identity net (no net at work), the same
+    clean nets, attackers and clips as a checkpoint gets; the identity net changes nothing."""
+    import torch
+
+    from experiments.privacy_report import main
+
+    data, out = tmp_path / "data", tmp_path / "report.md"
+    config = study(tmp_path, "[recipe.filters]\nspec = 'warp+jitter'\nblock = 4\n",
+                   quick=True)
+    assert main(report(tmp_path, config, "--filters-alone")) == 0
+    ckpt = load_checkpoint(data / "filters-alone.pt")
+    assert ckpt.training["filters"]["spec"] == "warp+jitter"
+    net = ckpt.build("cpu")
+    x = torch.rand(1, 10, 16, 16)
+    assert torch.equal(net(x), x)  # the identity: the filters alone reach the attackers
+    row = json.loads((data / "results.json").read_text())["results"][0]["weights"]["checkpoint"]
+    assert list(row["attackers"]) == ["from clean + denoiser"] and "target_top1_post" in row
+    assert "(`warp+jitter`" in out.read_text()
+    # the stream refuses nothing it would not: filters that move nothing are no study
+    with pytest.raises(AnonyNoiseError, match="leave every event at its pixel"):
+        main(report(tmp_path, study(tmp_path, quick=True), "--filters-alone"))
+
+
 def test_a_quick_probe_sweeps_noise_budgets_and_reid_caps(tmp_path):
     """Several budgets or caps: one anonymizer each, trained with its own, a row each; quick:
     every variant meets one attacker and no temporal averaging."""
