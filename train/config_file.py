@@ -9,12 +9,16 @@ out (its default), so configs state what they set.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 import types
 import typing
 from pathlib import Path
 
 from anonynoise.errors import AnonyNoiseError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, from PyPI (setup.cfg)
+    import tomli as tomllib
 
 
 class ConfigError(AnonyNoiseError):
