@@ -13,6 +13,7 @@ everywhere.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import replace
 from typing import Iterable, Iterator
@@ -160,29 +161,26 @@ class WindowLoop:
                 "time_jump_largest_s": w.gaps.largest_us / 1e6 if w else 0.0}
 
 
-def _validated(batches: Iterable, sensor_size) -> Iterator[tuple[EventBatch, bool]]:
-    """(batch, whether it came as a structured array or EventStore), each checked to follow
-    the one before in time."""
+def _validated(batches: Iterable, sensor_size) -> Iterator[EventBatch]:
+    """The batches as EventBatch, each checked to follow the one before in time."""
     t_prev = None
     for events in batches:
         batch = as_batch(events, sensor_size, t_prev=t_prev)
         if len(batch):
             t_prev = int(batch.t[-1])
-        yield batch, not isinstance(events, EventBatch)
+        yield batch
 
 
 def stream_output(loop: WindowLoop, batches: Iterable, sensor_size=None) -> Iterator:
-    """Each anonymized window's events, as EventBatch where the batches came as EventBatch,
+    """Each anonymized window's events, as EventBatch where the batches come as EventBatch,
     else as tonic's structured array (x, y, t, p)."""
-    structured = [False]
-
-    def events():
-        for batch, as_array in _validated(batches, sensor_size):
-            structured[0] = as_array
-            yield batch
-
-    for out in loop.run(events()):
-        yield to_structured(out.events) if structured[0] else out.events
+    batches = iter(batches)
+    first = next(batches, None)
+    if first is None:
+        return
+    structured = not isinstance(first, EventBatch)
+    for out in loop.run(_validated(itertools.chain([first], batches), sensor_size)):
+        yield to_structured(out.events) if structured else out.events
 
 
 def recording_output(windows: Iterable, like: EventBatch, structured: bool):

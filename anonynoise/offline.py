@@ -18,13 +18,13 @@ def open_anonymizer(model: str | os.PathLike | None, device: str = "auto", *,
                     window_ms: float | None = None, threads: int | None = None,
                     allow_weak: bool = False,
                     filters: FilterConfig | ModelFilters | None = ModelFilters()
-                    ) -> tuple[Anonymizer, int, dict]:
-    """(anonymizer, window in µs, its identity for stream headers), as the commands ask for
-    them: `model` a checkpoint, None for the shipped one, "none" for the filters alone."""
-    anonymizer = load(model, device, filters,
-                      window_us=None if window_ms is None else int(round(window_ms * 1000)),
-                      threads=threads, allow_weak=allow_weak)
-    return anonymizer, anonymizer.window_us, anonymizer.identity
+                    ) -> Anonymizer:
+    """The anonymizer as the commands ask for it (a window in ms): `model` a checkpoint, None
+    for the shipped one, "none" for the filters alone. Its window_us and identity (for
+    stream headers) are its own."""
+    return load(model, device, filters,
+                window_us=None if window_ms is None else int(round(window_ms * 1000)),
+                threads=threads, allow_weak=allow_weak)
 
 
 def anonymize_file(source: str | os.PathLike, output: str | os.PathLike,
@@ -43,8 +43,8 @@ def anonymize_file(source: str | os.PathLike, output: str | os.PathLike,
     if output.suffix.lower() not in (".aedat4", ".npy", ".npz"):
         raise AnonyNoiseError(f"{output}: can write .aedat4, .npy or .npz")
     refuse_overwriting_input(source, output)
-    anonymizer, _, _ = open_anonymizer(model, device, window_ms=window_ms, threads=threads,
-                                       allow_weak=allow_weak, filters=filters)
+    anonymizer = open_anonymizer(model, device, window_ms=window_ms, threads=threads,
+                                 allow_weak=allow_weak, filters=filters)
     with open_events(source, sensor_size) as reader:
         size = reader.sensor_size
         loop = WindowLoop(anonymizer, size, absolute_time=absolute_time)

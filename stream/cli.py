@@ -187,7 +187,7 @@ def stream_main(args, run=None, observe=None) -> int:
         refuse_overwriting_input(args.replay, args.record)
     check_outputs(args)  # in the flags' terms, and before the model loads
     keep_freed_memory()  # a large sensor's window tensors, reused instead of faulted in
-    anonymizer, window, identity = open_anonymizer(
+    anonymizer = open_anonymizer(
         args.model, args.device, window_ms=args.window_ms, threads=model_threads(args.threads),
         allow_weak=args.allow_weak, filters=filter_config(args))
     source = make_source(args)
@@ -210,11 +210,11 @@ def stream_main(args, run=None, observe=None) -> int:
             sinks.append(DVNetworkSink(args.dv_port, source.width, source.height, args.dv_host,
                                        tls=tuple(args.dv_tls) if args.dv_tls else None,
                                        insecure=args.insecure))
-        config = StreamConfig(window_us=window, max_window_events=args.max_window_events,
+        config = StreamConfig(max_window_events=args.max_window_events,
                               absolute_time=args.absolute_time)
         paced = source.live or (args.replay is not None and not args.fast)
         pipeline = Pipeline(source, anonymizer, publisher, sinks, config,
-                            identity, paced=paced,
+                            anonymizer.identity, paced=paced,
                             speed=args.speed if args.replay else 1.0, preview=observe)
         if args.lossless and not source.live:
             logging.getLogger("stream").info("waiting for a subscriber on %s", args.lossless)

@@ -272,13 +272,13 @@ def test_a_weakened_configuration_is_named_in_the_stream_identity(identity_check
     from anonynoise.offline import open_anonymizer
 
     with caplog.at_level("WARNING"):
-        _, _, identity = open_anonymizer(identity_checkpoint, "cpu", allow_weak=True,
-                                         filters=None)
+        identity = open_anonymizer(identity_checkpoint, "cpu", allow_weak=True,
+                                   filters=None).identity
     assert identity["weakened"] and "near-identity" in identity["weakened"][0]
     assert any("weakened anonymization" in r.getMessage() for r in caplog.records)
     from anonynoise.offline import default_model
 
-    assert open_anonymizer(default_model(), "cpu")[2]["weakened"] == []  # the default: none
+    assert open_anonymizer(default_model(), "cpu").identity["weakened"] == []  # the default: none
 
 
 @pytest.mark.parametrize("width, height", [(1280, -1), (0, 720), (20000, 720)])

@@ -120,7 +120,8 @@ def test_the_library_runs_the_shipped_model_behind_its_own_filters_by_default(tm
     from anonynoise.io import save_npz
     from anonynoise.offline import open_anonymizer
 
-    anonymizer, window, identity = open_anonymizer(None, "cpu")
+    anonymizer = open_anonymizer(None, "cpu")
+    window, identity = anonymizer.window_us, anonymizer.identity
     assert identity["filters"]["spec"] == anonymizer.checkpoint.training["filters"]["spec"]
     assert identity["filters"]["spec"] != "none"
     src = tmp_path / "in.npz"
