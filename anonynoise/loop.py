@@ -136,14 +136,15 @@ class WindowLoop:
                                                       e.height),
                        t_start=out.t_start - shift, t_end=out.t_end - shift)
 
+    def windows_of(self, batches: Iterable[EventBatch]) -> Iterator[Window]:
+        """Every window of the batches, the last one flushed at their end."""
+        for batch in batches:
+            yield from self.cut(batch)
+        yield from self.flush()
+
     def run(self, batches: Iterable[EventBatch]) -> Iterator[AnonymizedWindow]:
         """Both halves in this thread: every anonymized window of the batches, in order."""
-        for batch in batches:
-            for window in self.cut(batch):
-                out = self.anonymize(window)
-                if out is not None:
-                    yield out
-        for window in self.flush():
+        for window in self.windows_of(batches):
             out = self.anonymize(window)
             if out is not None:
                 yield out
