@@ -2,7 +2,15 @@
 
 events -> privacy filters (filters.py; none unless asked for) -> count tensor (represent.py)
 -> anonymizer net under inference mode -> finiteness check -> events sampled back
-(represent.py). It fails closed: a window whose anonymization fails for any reason
+(represent.py).
+
+The tensors live on the privacy grid (grid_cell): behind the jitter filter, whose tiles follow
+the sensor, the net sees cells that make each tile as many cells as its training tile was
+pixels (a net trained behind 6 px tiles on 48x48 runs on 15 px cells of a 1280x720 sensor,
+86x48 of them), counts per cell scaled to counts per pixel; without a net the cell is the
+tile itself. Events are sampled back on a uniform pixel of their cell, which the jitter had
+randomised already; so a window costs its events and the grid, not the sensor's pixels. A net
+trained without jitter runs at full resolution (cell 1). It fails closed: a window whose anonymization fails for any reason
 (non-finite output, out of memory, an exception in the net or the filters) is refused with
 AnonymizationRefused and counted; nothing of it is returned. The noise comes from OS
 entropy: the torch generators (one per thread that draws noise) are reseeded from os.urandom
@@ -125,6 +133,17 @@ def _recorded_filters(ckpt: Checkpoint, request: ModelFilters) -> FilterConfig |
                               f"({e}); name the filters to run", parameter="filters") from None
 
 
+def _trained_block(ckpt: Checkpoint) -> int | None:
+    """The jitter tile, in pixels of its training sensor, a net was trained behind; None
+    without one."""
+    filters = (ckpt.training or {}).get("filters") or {}
+    block = filters.get("block")
+    if "jitter" not in str(filters.get("spec", "")).split("+") or not isinstance(block, int) \
+            or isinstance(block, bool) or block < 1:
+        return None
+    return block
+
+
 DEFAULT_WINDOW_US = 50_000  # the shipped model's window, and the filters' alone
 
 
@@ -200,6 +219,7 @@ class Anonymizer:
                                   f"{' or '.join(MOVING_STEPS)}: otherwise every event would "
                                   "leave at its own pixel", parameter="filters")
         self.checkpoint = None
+        self._trained_block = None
         self.window_us = choose_window(None, window_us)
         self.representation = Representation(bins=int(bins), window_us=self.window_us)
         self.device = torch.device("cpu")
@@ -248,6 +268,7 @@ class Anonymizer:
         self.filters = filters.check() if filters is not None and filters.steps else None
         self._filter = None if self.filters is None else PrivacyFilter(self.filters,
                                                                        seed=self._seed)
+        self._trained_block = _trained_block(ckpt)
         weakened = _check_filters(ckpt, self.filters, allow_weak)
         self.weakened += [weakened] if weakened else []
         represent.warm_up()
@@ -289,13 +310,35 @@ class Anonymizer:
     def bins(self) -> int:
         return self.representation.bins
 
+    def grid_cell(self, width: int, height: int) -> int:
+        """The privacy grid's cell in pixels for a width x height sensor (see the module's
+        docstring): 1 (full resolution) without jitter, for a net trained without it or for
+        one sensor size only; without a net, the jitter tile."""
+        if self.filters is None or "jitter" not in self.filters.steps:
+            return 1
+        block = self.filters.block_for(height)
+        if self.net is None:
+            return block
+        if self._trained_block is None or self.representation.width is not None:
+            return 1
+        return max(1, round(block / self._trained_block))
+
+    def grid(self, width: int, height: int) -> dict:
+        """What the status line and stream logs say of the grid on this sensor."""
+        cell = self.grid_cell(width, height)
+        grid_h, grid_w = represent.grid_shape(width, height, cell)
+        block = None if self.filters is None or "jitter" not in self.filters.steps else \
+            self.filters.block_for(height)
+        return {"cell": cell, "grid": [grid_w, grid_h], "jitter_block": block}
+
     def check_source(self, width: int, height: int) -> None:
         """Refuse a source this anonymizer cannot take, with the reason: a sensor or window
         its checkpoint was not trained for, or windows too large for this machine's memory.
         Without a net any sensor and window fit that memory holds (the filtered counts are
         one tensor, the sampler's output another)."""
+        grid_h, grid_w = represent.grid_shape(width, height, self.grid_cell(width, height))
         if self.net is None:
-            check_window_memory(width, height, self.bins, copies=3)
+            check_window_memory(grid_w, grid_h, self.bins, copies=3)
             return
         trained_on_windows = self.representation.window_us is not None
         reason = self.representation.mismatch(
@@ -303,14 +346,15 @@ class Anonymizer:
         if reason:
             raise CheckpointError(f"{self.checkpoint.source}: does not fit a {width}x{height} "
                                   f"source: {reason}")
-        check_window_memory(width, height, self.bins)
+        check_window_memory(grid_w, grid_h, self.bins)
 
     def warm_up(self, width: int, height: int) -> None:
         """Run one empty window of this size, so the first real one is not slowed by setup
         (oneDNN picks its kernels per input shape). Not counted in the statistics."""
         windows, refused = self.windows, self.refused
+        grid = represent.grid_shape(width, height, self.grid_cell(width, height))
         try:
-            self.anonymize_tensor(np.zeros((self.bins, 2, height, width), np.float32))
+            self.anonymize_tensor(np.zeros((self.bins, 2, *grid), np.float32))
         finally:
             self.windows, self.refused = windows, refused
 
@@ -414,12 +458,20 @@ class Anonymizer:
             # window (uncapped, the net's output there is noise alone, nothing of the scene).
             # Skipping the net makes a stretch of empty windows cost next to nothing.
             return AnonymizedWindow(events, None, int(t_start), int(t_end))
-        counts = represent.events_to_counts(events, t_start, t_end, self.bins)
+        cell = self.grid_cell(events.width, events.height)
+        counts = represent.events_to_counts(events, t_start, t_end, self.bins, cell=cell)
+        # the net sees counts per pixel, as in training, on cells of cell x cell pixels
+        per_pixel = np.float32(cell * cell) if self.net is not None and cell > 1 else None
+        if per_pixel is not None:
+            counts /= per_pixel
         tensor = self.anonymize_tensor(counts)
+        if per_pixel is not None:
+            tensor *= per_pixel
         try:
             out = represent.counts_to_events(
                 tensor, t_start, t_end, max_events=self.max_events,
-                seed=None if self._seed is None else self._seed + self.windows)
+                seed=None if self._seed is None else self._seed + self.windows,
+                cell=cell, sensor_size=events.sensor_size)
         except AnonyNoiseError as e:
             with self._lock:
                 self.refused += 1

@@ -59,7 +59,7 @@ SHIPPED_FILTERS = "warp+refractory+jitter, 6 px jitter tiles"
 
 def add_filter_arguments(ap: argparse.ArgumentParser) -> None:
     """--filters and its parameters (anonynoise.filters), for every command that anonymizes."""
-    from anonynoise.filters import FILTER_STEPS, FilterConfig
+    from anonynoise.filters import FILTER_STEPS, MAX_BLOCK, FilterConfig
 
     d = FilterConfig()
     g = ap.add_argument_group("privacy filters (fixed transforms before the net; "
@@ -69,9 +69,11 @@ def add_filter_arguments(ap: argparse.ArgumentParser) -> None:
                         f"{d.spec}), none, or {MODEL_FILTERS}: the ones the model was trained "
                         "behind, with their parameters (default; the shipped model: "
                         f"{SHIPPED_FILTERS})")
-    g.add_argument("--jitter-block", type=bounded(int, 2, 64, "--jitter-block"), default=None,
-                   metavar="PX", help=f"jitter's tile in pixels (default {d.block}; with "
-                                      "--filters model, the model's)")
+    g.add_argument("--jitter-block", type=bounded(int, 2, MAX_BLOCK, "--jitter-block"),
+                   default=None, metavar="PX",
+                   help=f"jitter's tile in pixels (default: an eighth of the sensor's height, "
+                        f"a person filling the frame; with --filters model, the model's share "
+                        f"of the height. Where a person appears P px tall, give P/8)")
     g.add_argument("--warp-period", type=bounded(float, 0.001, 1e9, "--warp-period"),
                    default=None, metavar="SECONDS",
                    help=f"a new random warp every this many seconds (default "

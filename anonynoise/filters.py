@@ -13,6 +13,13 @@ anonymizer's net.
     jitter  each event moved to a random pixel of its block x block tile: detail below the
             block size (a face, hair) is gone, a limb's motion is not
 
+Sizes follow the sensor: the warp's are fractions of the frame, and the jitter tile is an
+eighth of the sensor's height unless it is given in pixels (the scene scale of the training
+data, a person filling the frame: 6 px on its 48x48 sensor). A tile in pixels would protect
+less the finer the sensor: 6 px is an eighth of a 48x48 person, a fifteenth of a 90 px one.
+Where a person appears smaller than the frame, the tile in pixels is an eighth of their
+apparent height (docs/privacy.md).
+
 The filters run on the events before the net. The net's noise is independent of the person and
 an attacker has our weights, so an attacker can make our output from the filtered events
 itself: the best attacker on the output does no better than the best attacker on the filtered
@@ -39,6 +46,7 @@ from anonynoise.represent import bin_edges
 from anonynoise.rng import rng_state, uniform
 
 FILTER_STEPS = ("warp", "slots", "refractory", "jitter")
+MAX_BLOCK = 1024  # pixels: a tile beyond it would be most of any sensor
 # The steps that move events; without one every kept event would leave at its own pixel.
 MOVING_STEPS = ("warp", "jitter")
 
@@ -197,7 +205,8 @@ class FilterConfig:
     """Which filters run, left to right (`spec`: steps joined by '+'), and their parameters."""
 
     spec: str = "warp+slots+jitter"
-    block: int = 4  # jitter's tile, in pixels
+    block: int | None = None  # jitter's tile in pixels; None: the sensor's height / tiles
+    tiles: float = 8.0  # with block None, jitter's tiles across the sensor's height
     warp_scale: float = 0.25
     warp_displacement: float = 0.15
     warp_grid: int = 3
@@ -207,6 +216,12 @@ class FilterConfig:
     @property
     def steps(self) -> tuple[str, ...]:
         return () if self.spec in ("", "none") else tuple(self.spec.split("+"))
+
+    def block_for(self, height: int) -> int:
+        """Jitter's tile in pixels on a sensor `height` pixels high."""
+        if self.block is not None:
+            return int(self.block)
+        return max(2, round(int(height) / self.tiles))
 
     @property
     def moves_events(self) -> bool:
@@ -222,8 +237,12 @@ class FilterConfig:
                                       "or none)")
         if len(set(self.steps)) != len(self.steps):
             raise AnonyNoiseError(f"privacy filters {self.spec!r}: each filter at most once")
-        if not 2 <= self.block <= 64:
-            raise AnonyNoiseError(f"the jitter block must be 2 to 64 pixels, got {self.block}")
+        if self.block is not None and not 2 <= self.block <= MAX_BLOCK:
+            raise AnonyNoiseError(f"the jitter block must be 2 to {MAX_BLOCK} pixels, got "
+                                  f"{self.block}")
+        if not 1 <= self.tiles <= 64:
+            raise AnonyNoiseError(f"the jitter tiles across the height must be 1 to 64, got "
+                                  f"{self.tiles}")
         if not (0 <= self.warp_scale <= 1 and 0 <= self.warp_displacement <= 0.5):
             raise AnonyNoiseError("the warp scale must be in [0, 1] and its displacement in "
                                   f"[0, 0.5], got {self.warp_scale} and {self.warp_displacement}")
@@ -242,8 +261,9 @@ class FilterConfig:
                                       and self._used(k)}
 
     def _used(self, key: str) -> bool:
-        return ("jitter" in self.steps) if key == "block" else \
-            ("warp" in self.steps) if key.startswith("warp") else \
+        if key in ("block", "tiles"):
+            return "jitter" in self.steps and (key == "block") == (self.block is not None)
+        return ("warp" in self.steps) if key.startswith("warp") else \
             ("refractory" in self.steps) if key.startswith("refractory") else True
 
 
@@ -251,7 +271,10 @@ class FilterConfig:
 class ModelFilters:
     """The filters an anonymizer checkpoint was trained behind (its training metadata records
     them; none where it records none), with the jitter block, the warp period and the
-    refractory period overridden where given: the commands' default filters ("model")."""
+    refractory period overridden where given: the commands' default filters ("model").
+
+    A jitter block recorded in pixels on the training sensor becomes the same share of any
+    sensor's height (6 px on 48: an eighth), so the model's filters follow the sensor."""
 
     block: int | None = None
     warp_period_s: float | None = None
@@ -262,6 +285,9 @@ class ModelFilters:
         recorded = dict((training or {}).get("filters") or {})
         fields = {k: v for k, v in recorded.items() if k in FilterConfig.__dataclass_fields__}
         fields.setdefault("spec", "none")
+        trained_height = training_height(training)
+        if fields.get("block") is not None and trained_height is not None:
+            fields["tiles"] = trained_height / fields.pop("block")
         if self.block is not None:
             fields["block"] = self.block
         if self.warp_period_s is not None:
@@ -270,6 +296,19 @@ class ModelFilters:
             fields["refractory_ms"] = self.refractory_ms
         config = FilterConfig(**fields).check()
         return config if config.steps else None
+
+
+def training_height(training: dict | None) -> int | None:
+    """The height of the sensor a checkpoint was trained on, where its training metadata
+    says (the benchmark's size); None where it does not."""
+    training = training or {}
+    for key in ("recipe", "config"):
+        data = training.get(key)
+        data = data.get("data") if isinstance(data, dict) else None
+        size = data.get("size") if isinstance(data, dict) else None
+        if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+            return size
+    return None
 
 
 class PrivacyFilter:
@@ -331,7 +370,8 @@ class PrivacyFilter:
             elif step == "refractory":
                 events = refractory_events(events, round(self.config.refractory_ms * 1000), last)
             else:
-                events = block_jitter(events, self.config.block, self._state())
+                events = block_jitter(events, self.config.block_for(events.height),
+                                      self._state())
         return events
 
 

@@ -153,7 +153,7 @@ def test_unseeded_filters_draw_from_os_entropy_and_seeded_ones_repeat(stream):
 @pytest.mark.parametrize("config, fragment", [
     (FilterConfig("warp+blur"), "unknown privacy filter 'blur'"),
     (FilterConfig("slots+slots"), "at most once"),
-    (FilterConfig("jitter", block=1), "jitter block must be 2 to 64"),
+    (FilterConfig("jitter", block=1), "jitter block must be 2 to 1024"),
     (FilterConfig("warp", warp_period_s=0), "warp period must be positive"),
     (FilterConfig("warp", warp_scale=3), "warp scale"),
     (FilterConfig("refractory", refractory_ms=0), "refractory period must be 0.001 to 60000"),
@@ -186,9 +186,9 @@ def test_the_net_sees_the_filtered_events(checkpoint, stream, monkeypatch):
     seen = []
     to_counts = represent.events_to_counts
 
-    def spy(events, t0, t1, bins):
+    def spy(events, t0, t1, bins, **grid):
         seen.append(events)
-        return to_counts(events, t0, t1, bins)
+        return to_counts(events, t0, t1, bins, **grid)
 
     monkeypatch.setattr(represent, "events_to_counts", spy)
     out = anon.anonymize(stream, 0, WINDOW)

@@ -43,7 +43,7 @@ def report(tmp_path, config: Path, *flags) -> list[str]:
     ("[recipe.pipeline]\nbound_dual_lr = 0.1\ntarget_ce_bound = 0.0\nepochs = 1\n", {},
      None),  # a valid bound: no error from the config (the run is not started here)
     ("[recipe.filters]\nspec = 'warp+blur'\n", {}, "unknown privacy filter 'blur'"),
-    ("[recipe.filters]\nspec = 'jitter'\nblock = 1\n", {}, "the jitter block must be 2 to 64"),
+    ("[recipe.filters]\nspec = 'jitter'\nblock = 1\n", {}, "the jitter block must be 2 to 1024"),
     ("", {"denoise_depth": 1}, "denoise_depth at least 2"),
     ("", {"reid_weight": [1.0]}, "unknown key 'reid_weight'"),
     ("", {"draws": "two"}, "draws: expected an integer, got a string"),
