@@ -142,6 +142,9 @@ def status_line(s: dict, final: bool = False, previous: dict | None = None) -> s
         in_rate = (s["events_in"] - previous["events_in"]) / span
         out_rate = (s["events_out"] - previous["events_out"]) / span
         windows_sent = s["windows_out"] - previous["windows_out"]
+    load = s.get("load")
+    # the anonymizer's working time per second of event time: under 100 % it keeps up live
+    busy = "" if load is None else f", anonymizer busy {load:.0%} of real time"
     lat = "" if s["latency_ms_p50"] is None else \
         f", latency p50 {s['latency_ms_p50']:.1f} ms p99 {s['latency_ms_p99']:.1f} ms"
     if s["latency_ms_p50"] is not None and s["latency_ms_p50"] > BEHIND_MS:
@@ -163,7 +166,7 @@ def status_line(s: dict, final: bool = False, previous: dict | None = None) -> s
             + (f"; {unsent} still queued at the stop" if final and unsent > 0 else "") + ")"
             + (f", time jumps skipped {s['time_jumps']} (largest "
                f"{s.get('time_jump_largest_s', 0):.0f} s)" if s.get("time_jumps") else "")
-            + lat + warning)
+            + busy + lat + warning)
 
 
 def stream_main(args, run=None, observe=None) -> int:
@@ -222,6 +225,7 @@ def stream_main(args, run=None, observe=None) -> int:
             if not publisher.wait_for_lossless_subscriber(args.wait_subscriber):
                 raise AnonyNoiseError(f"no subscriber on {args.lossless} within "
                                       f"{args.wait_subscriber} s")
+        say_grid(anonymizer, source.width, source.height)
         stopped_by = _on_signals(pipeline)  # from here a signal stops the stream cleanly
         reporter = _Reporter(pipeline, args.status_every)
         reporter.start()
@@ -266,6 +270,17 @@ def say_where(args, publish: str | None) -> None:
         lines.append(f"DV network output on {args.dv_host}:{args.dv_port}")
     for line in lines:
         print(f"{_prog[0]}: {line}", flush=True)
+
+
+def say_grid(anonymizer, width: int, height: int) -> None:
+    """The privacy grid on this sensor, on stdout beside where the stream goes: what the
+    jitter keeps of positions, and what a window's tensors cost (anonynoise.anonymizer)."""
+    g = anonymizer.grid(width, height)
+    jitter = "no jitter" if g["jitter_block"] is None else \
+        f"jitter tiles {g['jitter_block']} px"
+    grid = "windows at full resolution" if g["cell"] == 1 else \
+        f"windows on a {g['grid'][0]}x{g['grid'][1]} grid of {g['cell']} px cells"
+    print(f"{_prog[0]}: {width}x{height} sensor: {jitter}; {grid}", flush=True)
 
 
 def check_outputs(args) -> None:

@@ -74,6 +74,14 @@ class Counters:
                                                    "lossless": 0, "sink": 0,
                                                    "burst_events": 0, "late_events": 0})
     latencies_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=2000))
+    # the anonymizer thread's working time per window against the window's span of event
+    # time: below 1 it keeps up with a camera, whatever the replay speed (the last windows)
+    busy_s: collections.deque = field(default_factory=lambda: collections.deque(maxlen=200))
+    span_s: collections.deque = field(default_factory=lambda: collections.deque(maxlen=200))
+
+    def load(self) -> float | None:
+        span = sum(self.span_s)
+        return sum(self.busy_s) / span if span > 0 else None
 
     def latency(self, q: float) -> float | None:
         return float(np.percentile(list(self.latencies_ms), q)) if self.latencies_ms else None
@@ -216,6 +224,14 @@ class Pipeline:
         return self.status()
 
     def _process(self, item: QueuedWindow) -> tuple[bool, str]:
+        started = time.perf_counter()
+        try:
+            return self._publish(item)
+        finally:
+            self.counters.busy_s.append(time.perf_counter() - started)
+            self.counters.span_s.append((item.window.t_end - item.window.t_start) / 1e6)
+
+    def _publish(self, item: QueuedWindow) -> tuple[bool, str]:
         w = item.window
         anonymized = self.loop.anonymize(w)
         if anonymized is None:  # fail closed: the window is dropped, never sent raw
@@ -253,5 +269,5 @@ class Pipeline:
                 "events_out_per_s": loop["events_out"] / elapsed,
                 "dropped": dict(c.dropped), "latency_ms_p50": c.latency(50),
                 "latency_ms_p99": c.latency(99), "seconds": elapsed,
-                "time_jumps": loop["time_jumps"],
+                "time_jumps": loop["time_jumps"], "load": c.load(),
                 "time_jump_largest_s": loop["time_jump_largest_s"]}

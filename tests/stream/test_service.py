@@ -391,8 +391,14 @@ def test_the_command_filters_and_says_so_in_every_header(tmp_path, checkpoint, r
     assert done.returncode == 0, done.stderr
     assert len(collector.windows) == 12  # the face recording's 50 ms windows, all sent:
     assert "windows 12/12 (dropped: queue 0, anonymization 0" in done.stderr
+    assert "% of real time" in done.stderr.splitlines()[-1]  # the anonymizer's load
+    # the tile follows the sensor (240 / 8); a net trained without jitter runs at full
+    # resolution, the filters alone on the tiles themselves
+    grid = "windows at full resolution" if model == "checkpoint" else \
+        "windows on a 11x8 grid of 30 px cells"
+    assert f"320x240 sensor: jitter tiles 30 px; {grid}" in done.stdout
     headers = [h.model for h, _ in collector.windows]
-    assert headers[0]["filters"] == {"spec": "warp+slots+jitter", "block": 4, "warp_scale": 0.25,
+    assert headers[0]["filters"] == {"spec": "warp+slots+jitter", "tiles": 8.0, "warp_scale": 0.25,
                                      "warp_displacement": 0.15, "warp_grid": 3,
                                      "warp_period_s": 0.2}
     assert all(h == headers[0] for h in headers)
