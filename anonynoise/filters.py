@@ -9,7 +9,10 @@ anonymizer's net.
     refractory
             an event kept only if its pixel and polarity kept none in the last `refractory_ms`,
             across windows: the count cue gone over a span as long as a consumer's clip bin,
-            which the window's own slots (10 ms) cannot reach
+            which the window's own slots (10 ms) cannot reach. An edge fires both polarities
+            at a pixel, so this alone would pull a window's ON share towards a half (0.68 to
+            0.51 on a spinning disc); events of the polarity it favoured are then dropped at
+            random until the window's ON share is its input's again
     jitter  each event moved to a random pixel of its block x block tile: detail below the
             block size (a face, hair) is gone, a limb's motion is not
 
@@ -93,6 +96,21 @@ def _refractory(t, x, y, p, last, period, width, height):
 
 
 @numba.njit(cache=True, nogil=True)
+def _thin_polarity(t, x, y, p, polarity, keep, state):
+    """Events of `polarity` kept with probability `keep`, the others all; compacted:
+    (t, x, y, p, count)."""
+    n = t.shape[0]
+    to, xo, yo, po = np.empty(n, np.int64), np.empty(n, np.int16), np.empty(n, np.int16), \
+        np.empty(n, np.uint8)
+    m = 0
+    for i in range(n):
+        if p[i] != polarity or uniform(state) < keep:
+            to[m], xo[m], yo[m], po[m] = t[i], x[i], y[i], p[i]
+            m += 1
+    return to, xo, yo, po, m
+
+
+@numba.njit(cache=True, nogil=True)
 def _jitter(x, y, block, width, height, state):
     """Each (x, y) moved to a uniform random pixel of its block x block tile (tiles at the
     right and bottom edges are cut by the sensor)."""
@@ -157,6 +175,23 @@ def refractory_events(events: EventBatch, period_us: int, last: np.ndarray) -> E
                               f"{events.width}x{events.height} sensor")
     return _batch(_refractory(events.t, events.x, events.y, events.p, last, int(period_us),
                               events.width, events.height), events)
+
+
+def keep_on_share(events: EventBatch, on_share: float, state: np.ndarray) -> EventBatch:
+    """Events of the polarity in excess dropped at random so that the ON share is `on_share`
+    (in expectation); never an event added. Time order is kept."""
+    n = len(events)
+    on = int(np.count_nonzero(events.p))
+    if n == 0 or on in (0, n) or not 0.0 < on_share < 1.0:
+        return events
+    if on / n > on_share:  # too many ON: keep ON events at (on_share / (1 - on_share)) * off / on
+        polarity, keep = 1, on_share / (1.0 - on_share) * (n - on) / on
+    else:
+        polarity, keep = 0, (1.0 - on_share) / on_share * on / (n - on)
+    if keep >= 1.0:
+        return events
+    return _batch(_thin_polarity(events.t, events.x, events.y, events.p, np.uint8(polarity),
+                                 float(keep), state), events)
 
 
 def block_jitter(events: EventBatch, block: int, state: np.ndarray) -> EventBatch:
@@ -368,7 +403,9 @@ class PrivacyFilter:
             elif step == "slots":
                 events = first_event_per_slot(events, t_start, t_end, bins)
             elif step == "refractory":
+                on_share = float(np.count_nonzero(events.p)) / max(len(events), 1)
                 events = refractory_events(events, round(self.config.refractory_ms * 1000), last)
+                events = keep_on_share(events, on_share, self._state())
             else:
                 events = block_jitter(events, self.config.block_for(events.height),
                                       self._state())

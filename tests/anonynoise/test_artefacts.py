@@ -91,3 +91,44 @@ def test_an_old_checkpoint_without_sampling_loads_as_stride(tmp_path):
 
     shipped = load_checkpoint(default_model())
     assert "sampling" not in shipped.arch and shipped.build("cpu").sampling == "stride"
+
+
+REAL_RECORDINGS = ["face_dvxplorer.aedat4", "robotarm_davis346.aedat4", "spinner_gen3_evt2.raw",
+                   "road_gen41_evt3.raw", "sky_imx636.dat", "sky_imx636_evt3.raw"]
+
+
+@pytest.mark.parametrize("name", REAL_RECORDINGS)
+def test_the_shipped_filters_alone_leave_no_artefact_on_real_recordings(real_file, name):
+    """Their first second, as experiments.artefact_probe measures it: row and column parity
+    within 15 % of the input's, the ON share within 0.10, no period-2 wave the input has not."""
+    from anonynoise.io import read_events
+    from anonynoise.loading import load
+
+    events = read_events(real_file(name))
+    events = events.slice_time(int(events.t[0]), int(events.t[0]) + 1_000_000)
+    anonymizer = load("none", filters="warp+refractory+jitter", seed=0)
+    out = anonymizer(events)
+    assert len(out) > 0.05 * len(events)
+    assert artefacts(events, out) == []
+
+
+def test_the_refractory_keeps_the_window_s_on_share():
+    """A pixel that fires ON three times and OFF once (the refractory keeps one of each)
+    still sends three quarters ON events over many pixels, by dropping OFF events."""
+    from anonynoise.filters import FilterConfig, PrivacyFilter, keep_on_share
+    from anonynoise.rng import rng_state
+
+    n_pixels = 4000
+    x = np.repeat(np.arange(n_pixels) % 64, 4)
+    y = np.repeat(np.arange(n_pixels) // 64, 4)
+    p = np.tile([1, 1, 1, 0], n_pixels)
+    t = np.arange(4 * n_pixels) * 10
+    events = make_events(t, x, y, p, 64, 64)
+    kept = PrivacyFilter(FilterConfig("refractory"), seed=0)(events, 0, int(t[-1]) + 1, 5)
+    share = kept.p.mean()
+    assert 0.72 < share < 0.78 and np.count_nonzero(kept.p) == n_pixels  # every ON kept
+    assert np.all(np.diff(kept.t) >= 0)
+    # the function alone: never an event added; shares already right are left alone
+    assert keep_on_share(events, 0.75, rng_state(0)) is events
+    fewer_on = keep_on_share(events, 0.5, rng_state(1))
+    assert np.count_nonzero(fewer_on.p == 0) == n_pixels and 0.47 < fewer_on.p.mean() < 0.53
