@@ -34,7 +34,8 @@ from anonynoise import represent
 from anonynoise.checkpoint import Checkpoint, CheckpointError, Representation, load_checkpoint
 from anonynoise.errors import AnonyNoiseError
 from anonynoise.events import EventBatch
-from anonynoise.filters import MOVING_STEPS, FilterConfig, ModelFilters, PrivacyFilter
+from anonynoise.filters import (MOVING_STEPS, SHIPPED_FILTERS, FilterConfig, ModelFilters,
+                                PrivacyFilter)
 from anonynoise.filters import warm_up as warm_up_filters
 from anonynoise.fused import anonymized_output
 from anonynoise.identity import NovelShare
@@ -212,8 +213,8 @@ class Anonymizer:
             log.warning("weakened anonymization (allow_weak): %s", reason)
 
     def _init_filters_only(self, filters, window_us: int | None, bins: int) -> None:
-        if isinstance(filters, ModelFilters):  # no model, so none recorded
-            filters = None
+        if isinstance(filters, ModelFilters):  # no model: the shipped net's, without it
+            filters = filters.apply(SHIPPED_FILTERS)
         if filters is None or not filters.check().moves_events:
             raise AnonyNoiseError("the privacy filters alone (no model) need filters with "
                                   f"{' or '.join(MOVING_STEPS)}: otherwise every event would "

@@ -220,8 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     anon.add_argument("input")
     anon.add_argument("output")
     anon.add_argument("--model", default=None,
-                      help="anonymizer checkpoint (the shipped default), or none: the privacy "
-                           "filters alone (--filters with warp or jitter)")
+                      help="none (the default): the privacy filters alone; net: the shipped "
+                           "learned net behind its filters (docs/model-card.md); or a "
+                           "checkpoint")
     anon.add_argument("--window-ms", type=bounded(float, 0.1, 60_000, "--window-ms"),
                       default=None, help="window length (default: the model's)")
     anon.add_argument("--device", default="auto", help="auto (CUDA when there is a GPU), cpu")

@@ -52,9 +52,9 @@ def bounded(kind, low, high, what):
 
 
 MODEL_FILTERS = "model"  # --filters model: the ones the checkpoint was trained behind
-# what the shipped checkpoint records (a test holds this to it; reading it here would load
-# torch for every --help)
-SHIPPED_FILTERS = "warp+refractory+jitter, 6 px jitter tiles"
+# what the shipped net records, anonynoise.filters.SHIPPED_FILTERS (a test holds this to it;
+# importing it here would load numba for every --help)
+SHIPPED_FILTERS = "warp+refractory+jitter, jitter tiles an eighth of the sensor's height"
 
 
 def add_filter_arguments(ap: argparse.ArgumentParser) -> None:
@@ -67,8 +67,8 @@ def add_filter_arguments(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--filters", default=MODEL_FILTERS, metavar="SPEC",
                    help=f"{', '.join(FILTER_STEPS)} joined by '+', applied left to right (e.g. "
                         f"{d.spec}), none, or {MODEL_FILTERS}: the ones the model was trained "
-                        "behind, with their parameters (default; the shipped model: "
-                        f"{SHIPPED_FILTERS})")
+                        "behind, with their parameters (default; without a model, and for "
+                        f"the shipped net: {SHIPPED_FILTERS})")
     g.add_argument("--jitter-block", type=bounded(int, 2, MAX_BLOCK, "--jitter-block"),
                    default=None, metavar="PX",
                    help=f"jitter's tile in pixels (default: an eighth of the sensor's height, "

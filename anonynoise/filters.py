@@ -36,7 +36,7 @@ the current warp and the random state. Randomness comes from OS entropy; seeds a
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numba
 import numpy as np
@@ -315,6 +315,12 @@ class ModelFilters:
     warp_period_s: float | None = None
     refractory_ms: float | None = None
 
+    def apply(self, config: FilterConfig) -> FilterConfig:
+        """`config` with the overrides given here."""
+        given = {k: v for k, v in (("block", self.block), ("warp_period_s", self.warp_period_s),
+                                   ("refractory_ms", self.refractory_ms)) if v is not None}
+        return replace(config, **given).check()
+
     def resolve(self, training: dict | None) -> FilterConfig | None:
         """The FilterConfig to run (None: no filters) for a checkpoint's training metadata."""
         recorded = dict((training or {}).get("filters") or {})
@@ -344,6 +350,12 @@ def training_height(training: dict | None) -> int | None:
         if isinstance(size, int) and not isinstance(size, bool) and size > 0:
             return size
     return None
+
+
+# The default anonymizer (anonynoise.load()): the filters the shipped net was trained behind
+# (6 px tiles on its 48x48 sensor: an eighth of the height), here without the net, which adds
+# nothing measurable to them (docs/privacy.md, issue 38).
+SHIPPED_FILTERS = FilterConfig("warp+refractory+jitter")
 
 
 class PrivacyFilter:

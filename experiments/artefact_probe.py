@@ -1,6 +1,6 @@
 """Grid and polarity artefacts of anonymizers on the real sample recordings (a probe, a minute).
 
-    python -m experiments.artefact_probe                       # the shipped model, the filters alone
+    python -m experiments.artefact_probe                       # the shipped net, the filters alone
     python -m experiments.artefact_probe --model runs/pool/seed1/anonymizer.pt --seconds 1
 
 For each recording (its first --seconds), the input's statistics and each anonymizer's output
@@ -26,8 +26,8 @@ FILTERS_ALONE = "filters alone (warp+refractory+jitter)"
 
 
 def anonymizers(models: list[str]) -> dict:
-    """name -> anonymizer: the shipped model, the given ones, the filters alone."""
-    out = {"shipped": load(device="cpu")}
+    """name -> anonymizer: the shipped net, the given ones, the filters alone (the default)."""
+    out = {"shipped": load("net", device="cpu")}
     for model in models:
         out[Path(model).stem if Path(model).stem != "anonymizer" else str(model)] = \
             load(model, "cpu")

@@ -54,8 +54,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:  # noqa: F821 - i
     ap.add_argument("--fast", action="store_true", help="replay as fast as possible")
     ap.add_argument("--loop", action="store_true", help="replay again and again")
     ap.add_argument("--model", default=None,
-                    help="anonymizer checkpoint (the shipped default), or none: the privacy "
-                         "filters alone (--filters with warp or jitter)")
+                    help="none (the default): the privacy filters alone; net: the shipped "
+                         "learned net behind its filters (docs/model-card.md); or a "
+                         "checkpoint")
     ap.add_argument("--allow-weak", action="store_true",
                     help="accept a checkpoint whose noise is near zero")
     ap.add_argument("--window-ms", type=bounded(float, 0.1, 60_000, "--window-ms"), default=None,

@@ -116,12 +116,18 @@ def test_a_reader_that_closed_its_pipe_ends_the_command_quietly(real_file):
 
 
 def test_the_filters_help_names_those_the_shipped_model_records():
+    """The default filters (no net) are the shipped net's, as its checkpoint records them
+    (6 px tiles on its 48x48 sensor: an eighth of the height), and the help says so."""
+    from anonynoise import filters
     from anonynoise.checkpoint import load_checkpoint
     from anonynoise.cli_support import SHIPPED_FILTERS
     from anonynoise.offline import default_model
 
-    recorded = load_checkpoint(default_model()).training["filters"]
-    assert SHIPPED_FILTERS == f"{recorded['spec']}, {recorded['block']} px jitter tiles"
+    training = load_checkpoint(default_model()).training
+    assert filters.ModelFilters().resolve(training) == filters.SHIPPED_FILTERS
+    assert (training["filters"]["block"], filters.training_height(training)) == (6, 48)
+    assert SHIPPED_FILTERS == f"{filters.SHIPPED_FILTERS.spec}, jitter tiles an eighth of the " \
+                              "sensor's height"
     assert SHIPPED_FILTERS in " ".join(run_cli("anonymize", "--help").stdout.split())
 
 

@@ -300,7 +300,7 @@ def test_filters_alone_from_the_command_line(real_file, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "from 111,954 in 12 windows (0 dropped" in done.stdout
     bad = subprocess.run([sys.executable, "-m", "anonynoise", "anonymize", src,
-                          str(tmp_path / "b.npy"), "--model", "none"],
+                          str(tmp_path / "b.npy"), "--model", "none", "--filters", "slots"],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "error: --filters: the privacy filters alone (no model) need " \
         "filters with warp or jitter" in bad.stderr

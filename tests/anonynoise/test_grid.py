@@ -117,13 +117,13 @@ def test_jitter_moves_events_within_the_tiles_of_this_sensor():
                                             ((346, 260), 5, (70, 52)),
                                             ((1280, 720), 15, (86, 48))])
 def test_the_shipped_net_sees_its_training_tile_on_every_sensor(size, cell, grid):
-    anonymizer = anonynoise.load(seed=0)
+    anonymizer = anonynoise.load("net", seed=0)
     assert anonymizer.grid_cell(*size) == cell
     assert anonymizer.grid(*size)["grid"] == list(grid)
 
 
 def test_a_large_window_reaches_the_net_on_the_grid_as_counts_per_pixel(monkeypatch):
-    anonymizer = anonynoise.load(seed=0)
+    anonymizer = anonynoise.load("net", seed=0)
     events = clustered_stream(1280, 720, duration_s=WINDOW / 1e6, rate=1e6, seed=6)
     filtered = anonymizer._filter  # the same filters, the same draws: a seeded twin
     seen = []

@@ -115,15 +115,18 @@ def test_the_shipped_default_model_anonymizes_stream_windows(tmp_path):
 
 def test_the_library_runs_the_shipped_model_behind_its_own_filters_by_default(tmp_path):
     # open_anonymizer / anonymize_file defaulted to no filters, so with their defaults the
-    # shipped model (trained behind filters) was refused
+    # shipped model (trained behind filters) was refused; the default is now the filters
+    # alone, the same ones
     from anonynoise.examples import clustered_stream
     from anonynoise.io import save_npz
     from anonynoise.offline import open_anonymizer
 
+    net = open_anonymizer("net", "cpu")
+    assert net.identity["filters"]["spec"] == net.checkpoint.training["filters"]["spec"]
     anonymizer = open_anonymizer(None, "cpu")
     window, identity = anonymizer.window_us, anonymizer.identity
-    assert identity["filters"]["spec"] == anonymizer.checkpoint.training["filters"]["spec"]
-    assert identity["filters"]["spec"] != "none"
+    assert identity["kind"] == "filters_only"
+    assert identity["filters"] == net.identity["filters"] != {"spec": "none"}
     src = tmp_path / "in.npz"
     events = clustered_stream(64, 48, duration_s=0.3, rate=2e5)
     save_npz(src, events)
