@@ -10,12 +10,13 @@ pixels (a net trained behind 6 px tiles on 48x48 runs on 15 px cells of a 1280x7
 86x48 of them), counts per cell scaled to counts per pixel; without a net the cell is the
 tile itself. Events are sampled back on a uniform pixel of their cell, which the jitter had
 randomised already; so a window costs its events and the grid, not the sensor's pixels. A net
-trained without jitter runs at full resolution (cell 1). It fails closed: a window whose anonymization fails for any reason
-(non-finite output, out of memory, an exception in the net or the filters) is refused with
-AnonymizationRefused and counted; nothing of it is returned. The noise comes from OS
-entropy: the torch generators (one per thread that draws noise) are reseeded from os.urandom
-for every window (a default torch.Generator starts from a public constant), and the event
-sampler draws its own seed.
+trained without jitter runs at full resolution (cell 1).
+
+It fails closed: a window whose anonymization fails for any reason (non-finite output, out of
+memory, an exception in the net or the filters) is refused with AnonymizationRefused and
+counted; nothing of it is returned. The noise comes from OS entropy: the torch generators (one
+per thread that draws noise) are reseeded from os.urandom for every window (a default
+torch.Generator starts from a public constant), and the event sampler draws its own seed.
 """
 
 from __future__ import annotations
@@ -82,7 +83,9 @@ class AnonymizedWindow:
     """One anonymized window: the events to publish and the tensor they were sampled from."""
 
     events: EventBatch
-    tensor: np.ndarray | None  # (bins, 2, H, W) float32, the net's output; None: no events in
+    # (bins, 2, GH, GW) float32 on the privacy grid (Anonymizer.grid_cell; the sensor's
+    # pixels at cell 1), the net's output in counts per cell; None: no events in
+    tensor: np.ndarray | None
     t_start: int
     t_end: int
 
