@@ -26,9 +26,14 @@ def clip(text, limit: int = 40) -> str:
 
 
 def model_label(model: dict) -> str:
-    """'light_anon "light50" (sha 1a2b3c4d)' from the header's model identity."""
+    """'light_anon "light50" (sha 1a2b3c4d)' from the header's model identity; without a net,
+    'filters warp+refractory+jitter'."""
     if not model:
         return "model unknown"
+    if model.get("kind") == "filters_only":
+        filters = model.get("filters")
+        spec = filters.get("spec", "?") if isinstance(filters, dict) else "?"
+        return f"filters {clip(spec, 40)}"
     text = clip(model.get("kind", "?"), 24)
     if model.get("name"):
         text += f' "{clip(model["name"], 24)}"'

@@ -131,3 +131,14 @@ def test_rates_over_the_last_second():
     assert rates(arrivals, 10.0, started_at=0.0) == (3.0, 60.0)
     # in the first half second the rate is over the time since the start
     assert rates([(0.1, 5), (0.4, 5)], 0.5, started_at=0.0) == (4.0, 20.0)
+
+
+def test_the_model_label_names_the_filters_when_no_net_runs():
+    from viewer.overlay import model_label
+
+    filters_only = {"kind": "filters_only", "name": "none", "sha256": None,
+                    "filters": {"spec": "warp+refractory+jitter", "tiles": 8.0}}
+    assert model_label(filters_only) == "filters warp+refractory+jitter"
+    assert model_label({"kind": "filters_only", "filters": "junk"}) == "filters ?"
+    assert model_label({"kind": "light_anon", "name": "net", "sha256": "1a2b3c4d5e"}) == \
+        'light_anon "net" (sha 1a2b3c4d)'
