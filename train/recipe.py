@@ -206,7 +206,9 @@ def cached_windows(root: Path, split: str, recipe: Recipe, cache: Path,
 
 
 def filter_tag(filters: FilterConfig) -> str:
-    return f"filtered-{filters.spec}-b{filters.block}"
+    """The cache name of a filtered copy: the tile in pixels (b6), or per sensor height (t8)."""
+    size = f"b{filters.block}" if filters.block is not None else f"t{filters.tiles:g}"
+    return f"filtered-{filters.spec}-{size}"
 
 
 def filter_seed(seed: int, split: str, draw: int, draws: int) -> int:
