@@ -318,6 +318,16 @@ def _in_cell(g, grid, side, state):
     return start + np.int64(uniform(state) * min(grid, side - start))
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _event_pixel(c, plane, width, inv_plane, inv_width, grid, sensor_width, sensor_height,
+                 state):
+    """(polarity, y, x) of an event drawn from tensor cell c: its grid cell's pixel at grid
+    1, else a uniform pixel of that cell (y drawn first)."""
+    pol, gy, gx = _cell_pixel(c, plane, width, inv_plane, inv_width)
+    row = _in_cell(gy, grid, sensor_height, state)
+    return pol, row, _in_cell(gx, grid, sensor_width, state)
+
+
 @numba.njit(cache=True, nogil=True)
 def _sample_events(values, edges, state, capacity, grid, sensor_width, sensor_height):
     """Events from values (bins, 2, H, W): negatives are zero, counts rounded stochastically,
@@ -392,20 +402,16 @@ def _sample_events(values, edges, state, capacity, grid, sensor_width, sensor_he
                 o = off[i]
                 r = done + hist[o]
                 hist[o] += 1
-                pol, gy, gx = _cell_pixel(cell[i], plane, width, inv_plane, inv_width)
-                p[r] = pol
-                y[r] = _in_cell(gy, grid, sensor_height, state)
-                x[r] = _in_cell(gx, grid, sensor_width, state)
+                p[r], y[r], x[r] = _event_pixel(cell[i], plane, width, inv_plane, inv_width,
+                                                grid, sensor_width, sensor_height, state)
                 t[r] = start + o
         else:  # a long, sparse bin (whole-sample windows): a comparison sort is cheaper
             order = np.argsort(off[:n], kind="mergesort")
             for j in range(n):
                 i = order[j]
                 r = done + j
-                pol, gy, gx = _cell_pixel(cell[i], plane, width, inv_plane, inv_width)
-                p[r] = pol
-                y[r] = _in_cell(gy, grid, sensor_height, state)
-                x[r] = _in_cell(gx, grid, sensor_width, state)
+                p[r], y[r], x[r] = _event_pixel(cell[i], plane, width, inv_plane, inv_width,
+                                                grid, sensor_width, sensor_height, state)
                 t[r] = start + off[i]
         done += n
     return t[:done], x[:done], y[:done], p[:done]
