@@ -57,10 +57,10 @@ def load(model: str | os.PathLike | Checkpoint | None = None, device: str = "aut
     """An Anonymizer: `model` None or "none" for the privacy filters alone (the default),
     "net" for the shipped learned net, or a checkpoint (path or Checkpoint); `device` "auto"
     (CUDA where there is a GPU), "cpu" or "cuda"; `filters` as filters_from takes them
-    ("model": the net's own; without a net, the ones the shipped net was trained behind). window_us: the window (default the
-    model's; without a model 50 ms). allow_weak: accept a near-identity net or a net run
-    without the filters it was trained behind (named in every stream header). seed: tests
-    only; by default the noise comes from OS entropy."""
+    ("model": the net's own; without a net, the ones the shipped net was trained behind).
+    window_us: the window (default the model's; without a model 50 ms). allow_weak: accept a
+    near-identity net or a net run without the filters it was trained behind (named in every
+    stream header). seed: tests only; by default the noise comes from OS entropy."""
     from anonynoise.anonymizer import Anonymizer
 
     filters = filters_from(filters)

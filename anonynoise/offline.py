@@ -19,9 +19,9 @@ def open_anonymizer(model: str | os.PathLike | None, device: str = "auto", *,
                     allow_weak: bool = False,
                     filters: FilterConfig | ModelFilters | None = ModelFilters()
                     ) -> Anonymizer:
-    """The anonymizer as the commands ask for it (a window in ms): `model` a checkpoint, None
-    for the shipped one, "none" for the filters alone. Its window_us and identity (for
-    stream headers) are its own."""
+    """The anonymizer as the commands ask for it (a window in ms): `model` as load takes it
+    (None or "none": the privacy filters alone; "net": the shipped net; a checkpoint). Its
+    window_us and identity (for stream headers) are its own."""
     return load(model, device, filters,
                 window_us=None if window_ms is None else int(round(window_ms * 1000)),
                 threads=threads, allow_weak=allow_weak)

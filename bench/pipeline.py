@@ -59,13 +59,8 @@ SKY = Path(__file__).resolve().parent.parent.parent / "shared/data/real/sky_imx6
 
 
 def anonymizer_for(kind: str, folder: Path, threads: int) -> Anonymizer:
-    if kind == "filters":  # the shipped model's filters, no net
-        from anonynoise.filters import ModelFilters
-        from anonynoise.checkpoint import load_checkpoint
-
-        recorded = load_checkpoint(default_model()).training
-        return Anonymizer(None, "cpu", threads=threads,
-                          filters=ModelFilters().resolve(recorded))
+    if kind == "filters":  # the default: the shipped net's filters, no net
+        return Anonymizer(None, "cpu", threads=threads)
     return Anonymizer(checkpoint(kind, folder), "cpu", threads=threads)
 
 
@@ -141,8 +136,10 @@ def run(kind: str, size: tuple[int, int], rate: float, seconds: float, fast: boo
     if dv_reader is not None:
         dv_reader.join(10)
     client.close()
-    return {"net": kind, "size": f"{w}x{h}" + (f" {size.stem}" if isinstance(size, Path) else ""),
-            "rate": status["events_in"] / seconds if isinstance(size, Path) else rate, "mode": "fast" if fast else "paced",
+    real = isinstance(size, Path)
+    return {"net": kind, "size": f"{w}x{h}" + (f" {size.stem}" if real else ""),
+            "rate": status["events_in"] / seconds if real else rate,
+            "mode": "fast" if fast else "paced",
             "recorder": "on" if record else "off", "endpoint": "live" if live else "lossless",
             "dv": "on" if dv_sink else "off",
             "x_real_time": seconds / wall, "p50": status["latency_ms_p50"],
@@ -260,8 +257,6 @@ def main(argv=None) -> int:
             length = seconds if kind in ("light", "filters") else min(seconds, 1.0)
             if kind == "light" and fast and size == s128:
                 length = fast_seconds
-            if kind == "light" and size == s1280:
-                length = min(seconds, 5.0)
             return run(kind, size, rate, length, fast, Path(tmp), args.threads, record, live, dv)
 
         # The light net's fast replays: the best of 3, the cases taking turns round after
