@@ -29,6 +29,10 @@ from stream.protocol import WindowHeader, check_address, encode_status, encode_w
 log = logging.getLogger(__name__)
 LIVE_HWM = 8  # windows queued per live subscriber before it starts losing them
 LOSSLESS_HWM = 64
+LIVE_LINGER_MS = 1000
+# How long close() waits for the lossless subscribers to take the windows still queued for
+# them: the last of a replay are still in ZeroMQ's queue when the source ends
+LOSSLESS_LINGER_MS = 10_000
 
 
 def is_loopback(address: str) -> bool:
@@ -61,8 +65,13 @@ class Publisher:
             raise AnonyNoiseError(f"{exposed[0]} is reachable from other machines: give "
                                   "curve_keys (a key folder from stream.keys.make_keys) or "
                                   "insecure=True", parameter="curve_keys")
-        self.context = context or zmq.Context.instance()
+        # its own context unless given one: closing a socket only hands its queue to ZeroMQ's
+        # I/O thread, and a process that exits before that thread has sent it loses the last
+        # windows; terminating the context (close()) waits for them, up to the sockets' linger
+        self.own_context = context is None
+        self.context = context or zmq.Context()
         self.auth = None
+        self.tail_unconfirmed = False  # close() gave up on a lossless subscriber's last windows
         self.sockets: list[zmq.Socket] = []
         self.live = self.lossless = None
         self.sent = 0
@@ -74,20 +83,22 @@ class Publisher:
 
                 self.auth, server_secret = start_authenticator(self.context, Path(curve_keys))
             if live:
-                self.live = self._bind(zmq.PUB, live, LIVE_HWM, server_secret)
+                self.live = self._bind(zmq.PUB, live, LIVE_HWM, LIVE_LINGER_MS, server_secret)
             if lossless:
-                self.lossless = self._bind(zmq.XPUB, lossless, LOSSLESS_HWM, server_secret)
+                self.lossless = self._bind(zmq.XPUB, lossless, LOSSLESS_HWM, LOSSLESS_LINGER_MS,
+                                           server_secret)
                 self.lossless.setsockopt(zmq.XPUB_NODROP, 1)
         except BaseException:
             self.close()
             raise
 
-    def _bind(self, kind: int, address: str, hwm: int, server_secret) -> zmq.Socket:
+    def _bind(self, kind: int, address: str, hwm: int, linger_ms: int,
+              server_secret) -> zmq.Socket:
         sock = self.context.socket(kind)
         self.sockets.append(sock)
         sock.setsockopt(zmq.IPV6, 1)  # off by default in ZeroMQ: tcp://[::1] would not bind
         sock.setsockopt(zmq.SNDHWM, hwm)
-        sock.setsockopt(zmq.LINGER, 1000)
+        sock.setsockopt(zmq.LINGER, linger_ms)
         if server_secret is not None:
             public, secret = server_secret
             sock.curve_server = True
@@ -153,9 +164,22 @@ class Publisher:
                     pass  # status is advisory: never wait for it
 
     def close(self) -> None:
+        """Close the endpoints, waiting (up to their linger) until the windows still queued
+        have gone to the subscribers; a lossless subscriber that does not take them in
+        LOSSLESS_LINGER_MS sets tail_unconfirmed and is logged."""
+        lossless = self.lossless is not None
         for sock in self.sockets:
             sock.close()
         self.sockets = []
+        self.live = self.lossless = None
         if self.auth is not None:
             self.auth.stop()
             self.auth = None
+        if self.own_context and not self.context.closed:
+            started = time.monotonic()
+            self.context.term()  # every socket is closed: it waits only for their queues
+            if lossless and time.monotonic() - started >= 0.9 * LOSSLESS_LINGER_MS / 1e3:
+                self.tail_unconfirmed = True
+                log.error("the lossless subscriber did not take the last windows within "
+                          "%g s of the end: up to %d of them are lost",
+                          LOSSLESS_LINGER_MS / 1e3, LOSSLESS_HWM)

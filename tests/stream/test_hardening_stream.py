@@ -2,6 +2,8 @@
 is counted where docs/protocol.md says, late events are counted, IPv6 loopback works."""
 
 import socket
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -173,3 +175,71 @@ def test_a_source_that_lags_the_wall_clock_keeps_its_events():
     # with the smallest lag ever seen it emptied most windows
     assert late <= 0.05 * summary["events_in"], late
     assert sum(1 for h in publisher.headers if h.events == 0) <= 1
+
+
+_EXIT_AT_ONCE = """
+import os, sys
+import numpy as np
+from anonynoise.events import make_events
+from stream.protocol import WindowHeader
+from stream.publisher import Publisher
+publisher = Publisher(None, sys.argv[1])
+assert publisher.wait_for_lossless_subscriber(20)
+n = 400_000  # 5 MB windows: the last are still queued when the loop ends
+for seq in range(12):
+    t = seq * n + np.arange(n)
+    header = WindowHeader(session="0123456789abcdef", seq=seq, t_start=seq * n,
+                          t_end=(seq + 1) * n, width=4, height=4, events=n, model={}, dropped={})
+    publisher.publish(header, make_events(t, t % 4, t % 4, t % 2, 4, 4), wait=True)
+publisher.close()
+os._exit(0)  # no interpreter teardown to give ZeroMQ's I/O thread time: close() must have
+"""
+
+
+def test_the_last_windows_of_a_replay_reach_the_lossless_subscriber_before_the_exit(tmp_path):
+    # closing a socket only hands its queue to ZeroMQ's I/O thread: a service that exited
+    # right after it lost the last windows of a lossless replay without counting them
+    address = f"ipc://{tmp_path}/tail"
+    client = StreamClient(address, timeout_s=20)
+    try:
+        done = subprocess.Popen([sys.executable, "-c", _EXIT_AT_ONCE, address])
+        seqs = []
+        for window in client:  # until 20 s without one
+            seqs.append(window.header.seq)
+            if len(seqs) == 12:
+                break
+        assert done.wait(30) == 0
+    finally:
+        client.close()
+    assert seqs == list(range(12))
+
+
+def test_a_lossless_subscriber_that_never_takes_the_tail_is_given_up_on_and_logged(
+        monkeypatch, caplog):
+    from stream import publisher as publisher_module
+
+    monkeypatch.setattr(publisher_module, "LOSSLESS_LINGER_MS", 300)
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    publisher = Publisher(None, address)
+    stuck = zmq.Context.instance().socket(zmq.SUB)
+    stuck.setsockopt(zmq.RCVHWM, 1)
+    stuck.setsockopt(zmq.SUBSCRIBE, b"window")
+    stuck.connect(address)
+    try:
+        assert publisher.wait_for_lossless_subscriber(5)
+        n, seq = 5_000, 0
+        while publisher.lossless_dropped == 0:  # until its queue is full
+            t = seq * n + np.arange(n)
+            header = WindowHeader(session="0123456789abcdef", seq=seq, t_start=seq * n,
+                                  t_end=(seq + 1) * n, width=4, height=4, events=n, model={},
+                                  dropped={})
+            publisher.publish(header, make_events(t, t % 4, t % 4, t % 2, 4, 4), wait=False)
+            seq += 1
+        started = time.monotonic()
+        publisher.close()
+        waited = time.monotonic() - started
+    finally:
+        stuck.close(0)
+    assert 0.25 <= waited < 5  # the linger, not for ever
+    assert publisher.tail_unconfirmed
+    assert "did not take the last windows within 0.3 s" in caplog.text
