@@ -44,6 +44,7 @@ import json
 import logging
 import multiprocessing
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -601,12 +602,19 @@ def main(argv=None) -> int:
                          "DATA (then --render)")
     ap.add_argument("--clean-only", action="store_true",
                     help="only each seed's clean baseline (the first step of a report)")
+    ap.add_argument("--clean-from", default=None, metavar="DIR",
+                    help="take each seed's clean nets from an earlier run's DATA folder (it "
+                         "may be --data itself) instead of training them: its recipe must be "
+                         "this one's but for the filters, which the clean nets never see")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     data_dir = Path(args.data)
     results_file, run_file = data_dir / "results.json", data_dir / "run.json"
     command = ("python -m experiments.privacy_report " + " ".join(
         sys.argv[1:] if argv is None else argv)).strip()
+    if args.clean_from and (args.render or args.clean_only or args.averaging_only):
+        raise AnonyNoiseError("--clean-from starts a report from earlier clean nets: not with "
+                              "--render, --clean-only or --averaging-only")
     if args.filters_alone:
         if args.checkpoint:
             raise AnonyNoiseError("--filters-alone evaluates no checkpoint: give one or the other")
@@ -621,6 +629,9 @@ def main(argv=None) -> int:
     else:
         table, checkpoint = run_config(args)
         config = study_config(table, args.config)  # every value checked before any work
+        if args.clean_from and not (args.clean_only or args.averaging_only):
+            reuse_clean(Path(args.clean_from), table,
+                        [(s, data_dir / f"seed{s}") for s in config.seeds])
         seeds = _seeds(config, data_dir)
         if args.clean_only:
             cleans = _clean_baselines(config, seeds, data_dir, args.jobs)
@@ -642,9 +653,14 @@ def main(argv=None) -> int:
         started = time.time()
         device = describe_device(config.recipe.device)
         results_file.unlink(missing_ok=True)
+        # a row left by an earlier run in this folder must not be read as this run's
+        for _, seed_dir in seeds:
+            for row in (seed_dir / "rows").glob("*.json"):
+                row.unlink()
         write_json(run_file, {"config": table, "checkpoint": checkpoint, "command": command,
                               "device": device, "started": started})
-        _clean_baselines(config, seeds, data_dir, args.jobs)
+        if not args.clean_from:
+            _clean_baselines(config, seeds, data_dir, args.jobs)
         if checkpoint:
             jobs = [(study_checkpoint, (config, s, data_dir, d, ckpt_path)) for s, d in seeds]
         else:
@@ -674,6 +690,35 @@ def main(argv=None) -> int:
                  device, note, chosen_seed=seed, checkpoint=checkpoint)
     print(f"wrote {out}")
     return 0
+
+
+CLEAN_FILES = ("clean.json", "clean-target.pt", "clean-reid.pt")
+
+
+def _without_filters(table: dict) -> dict:
+    return {**table["recipe"], "filters": None}
+
+
+def reuse_clean(source: Path, table: dict, seeds: list[tuple[int, Path]]) -> None:
+    """Copy each seed's clean nets (and their numbers) from an earlier run's folder, after
+    checking that run's recipe is this one's but for the filters: the clean nets are trained
+    on clean clips only, so a report on another anonymizer can start from them."""
+    saved = source / "run.json"
+    if not saved.is_file():
+        raise AnonyNoiseError(f"--clean-from: {saved}: no earlier run there")
+    if _without_filters(json.loads(saved.read_text())["config"]) != _without_filters(table):
+        raise AnonyNoiseError(f"--clean-from: {source} was run with another recipe; its clean "
+                              "nets do not fit this one")
+    for seed, seed_dir in seeds:
+        for name in CLEAN_FILES:
+            src, dst = source / f"seed{seed}" / name, seed_dir / name
+            if not src.is_file():
+                raise AnonyNoiseError(f"--clean-from: {src}: missing (seed {seed}'s clean "
+                                      "nets did not finish there)")
+            if src.resolve() != dst.resolve():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dst)
+    log.info("clean nets of seeds %s taken from %s", [s for s, _ in seeds], source)
 
 
 def _saved_run(data_dir: Path) -> dict:

@@ -193,6 +193,38 @@ def test_the_filters_alone_are_evaluated_as_a_checkpoint_is(tmp_path):
         main(report(tmp_path, study(tmp_path, quick=True), "--filters-alone"))
 
 
+def test_a_report_on_another_anonymizer_takes_the_clean_nets_of_an_earlier_run(tmp_path):
+    """--clean-from: the filters alone, then the shipped checkpoint (other filters) from the
+    same clean nets, byte for byte, with no row of the first run left in the second's
+    folder; a run with another recipe, or without clean nets, is refused in one line."""
+    from experiments.privacy_report import main
+
+    first = tmp_path / "first"
+    first.mkdir()
+    config = study(first, "[recipe.filters]\nspec = 'warp+jitter'\nblock = 4\n", quick=True)
+    assert main(report(first, config, "--filters-alone")) == 0
+    clean = {n: (first / "data" / "seed0" / n).read_bytes()
+             for n in ("clean.json", "clean-target.pt", "clean-reid.pt")}
+    # the same folder again: nothing retrained, the old rows gone before the new ones come
+    (first / "data" / "seed0" / "rows" / "stale.json").write_text("{}")
+    assert main(report(first, config, "--checkpoint", str(SHIPPED), "--clean-from",
+                       str(first / "data"))) == 0
+    seed_dir = first / "data" / "seed0"
+    assert {n: (seed_dir / n).read_bytes() for n in clean} == clean
+    assert sorted(p.name for p in (seed_dir / "rows").glob("*.json")) == ["checkpoint.json"]
+    # another folder: copied
+    assert main(report(tmp_path, config, "--checkpoint", str(SHIPPED), "--clean-from",
+                       str(first / "data"))) == 0
+    assert {n: (tmp_path / "data" / "seed0" / n).read_bytes() for n in clean} == clean
+    other = study(tmp_path, "[recipe.fit]\nepochs = 2\n", quick=True)
+    with pytest.raises(AnonyNoiseError, match="another recipe"):
+        main(report(tmp_path, other, "--checkpoint", str(SHIPPED), "--clean-from",
+                    str(first / "data")))
+    with pytest.raises(AnonyNoiseError, match="no earlier run there"):
+        main(report(tmp_path, config, "--checkpoint", str(SHIPPED), "--clean-from",
+                    str(tmp_path / "x")))
+
+
 def test_a_quick_probe_sweeps_noise_budgets_and_reid_caps(tmp_path):
     """Several budgets or caps: one anonymizer each, trained with its own, a row each; quick:
     every variant meets one attacker and no temporal averaging."""
