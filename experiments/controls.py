@@ -178,6 +178,9 @@ class ClipTransform:
     window_ms: float = 50.0
     net: str | None = None  # the anonymizer checkpoint of net:SPEC (None: the shipped one)
     refractory_ms: float = FilterConfig.refractory_ms
+    # stream:/net: jitter tiles across the sensor's height (the tile follows the sensor, as
+    # the stream's default does); None: tiles of `pool` pixels
+    tiles: float | None = None
 
     @property
     def uses_net(self) -> bool:
@@ -189,8 +192,9 @@ class ClipTransform:
         prefix = next((p for p in ("stream:", "net:") if self.spec.startswith(p)), None)
         if prefix is None:
             return None
-        return FilterConfig(self.spec.removeprefix(prefix), block=self.pool,
-                            warp_scale=self.warp_scale,
+        return FilterConfig(self.spec.removeprefix(prefix),
+                            block=None if self.tiles else self.pool,
+                            tiles=self.tiles or FilterConfig.tiles, warp_scale=self.warp_scale,
                             warp_displacement=self.warp_displacement, warp_grid=self.warp_grid,
                             warp_period_s=3600.0, refractory_ms=self.refractory_ms)
 
@@ -283,9 +287,16 @@ class ControlsConfig:
     attackers: tuple[str, ...] = ("scratch",)
     transforms: tuple[str, ...] = DEFAULT_TRANSFORMS
     transform: ClipTransform = field(default_factory=ClipTransform)
+    # the nets see the clips summed to attack_size x attack_size, as an attacker of a large
+    # sensor may (None: at the sensor's size); the transforms run at the sensor's size
+    attack_size: int | None = None
 
     def check(self) -> "ControlsConfig":
         self.data.check()
+        if self.attack_size is not None and not (
+                0 < self.attack_size <= self.data.size and self.data.size % self.attack_size == 0):
+            raise ConfigError(f"attack_size must divide data.size {self.data.size}, got "
+                              f"{self.attack_size}")
         if self.draws < 1 or not self.seeds or not self.attackers:
             raise ConfigError("draws must be at least 1, seeds and attackers not empty")
         unknown = [a for a in self.attackers if a not in ATTACKERS]
@@ -306,7 +317,8 @@ def load_config(path: str | Path) -> ControlsConfig:
 
 
 def report(path: Path, command: str, config: DatasetConfig, fit: FitConfig, draws: int,
-           rows: dict[str, dict[str, list[dict]]], seconds: float) -> None:
+           rows: dict[str, dict[str, list[dict]]], seconds: float,
+           attack_size: int | None = None, transform: ClipTransform | None = None) -> None:
     """rows: transform -> attacker -> one result per seed (the first attacker's jobs also
     trained the gesture net)."""
     attackers = list(next(iter(rows.values())))
@@ -319,7 +331,13 @@ def report(path: Path, command: str, config: DatasetConfig, fit: FitConfig, draw
         generated(command, seconds, "this 2-core CPU"))
     out.paragraph(
         f"Synthetic benchmark: {benchmark_text(config)}, {cues}; whole "
-        f"clips in 5 bins x 2 polarities. Nets: ClassNet {fit.network} width {fit.width}, "
+        f"clips in 5 bins x 2 polarities"
+        + (f", summed to {attack_size}x{attack_size} for every net (the transforms run at "
+           f"{config.size}x{config.size})" if attack_size and attack_size != config.size else "")
+        + (f"; the stream's filters with jitter tiles of "
+           f"{FilterConfig(tiles=transform.tiles).block_for(config.size)} px (an "
+           f"{transform.tiles:g}th of the height)" if transform and transform.tiles else "")
+        + f". Nets: ClassNet {fit.network} width {fit.width}, "
         f"{fit.epochs} epochs, on the transformed clips, the Re-ID net "
         f"{'(the attacker) ' if several else ''}{who} (random transforms: "
         f"{draws} draws of the training clips, one per epoch in turn); the last epoch is "
@@ -355,12 +373,17 @@ def main(argv=None) -> int:
                     help="override the config's transforms: chains of slots, pool, bin, warp "
                          "joined by '+', none, stream:SPEC (the stream's privacy filters) or "
                          "net:SPEC (the stream's anonymizer behind those filters; net:none)")
+    ap.add_argument("--tiles", type=float, default=None,
+                    help="override the config's jitter tiles across the sensor's height for "
+                         "stream: and net: transforms (a filter strength: more tiles, smaller)")
     ap.add_argument("--out", default="experiments/reports/privacy-controls.md")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     study = load_config(args.config)
     if args.transforms:
         study = replace(study, transforms=tuple(args.transforms))
+    if args.tiles is not None:
+        study = replace(study, transform=replace(study.transform, tiles=args.tiles))
     study.check()  # every transform checked before any benchmark
     config, fit = study.data, study.fit
     transforms = [replace(study.transform, spec=spec) for spec in dict.fromkeys(study.transforms)]
@@ -371,7 +394,7 @@ def main(argv=None) -> int:
         dataset(data_dir, c)
     attackers = list(dict.fromkeys(study.attackers))
     # the gesture net is the same whoever attacks: trained in the first attacker's jobs only
-    jobs = [(c, fit, data_dir, a == attackers[0], t, study.draws, a)
+    jobs = [(c, fit, data_dir, a == attackers[0], t, study.draws, a, study.attack_size)
             for t in transforms for a in attackers for c in seeds]
     results = iter(run_jobs(jobs, args.jobs))
     rows = {t.spec: {a: [next(results) for _ in seeds] for a in attackers} for t in transforms}
@@ -382,7 +405,7 @@ def main(argv=None) -> int:
                                        for r in seed_rows]), flush=True)
     out = Path(args.out)
     report(out, " ".join(["python -m experiments.controls", *argv]), config, fit, study.draws,
-           rows, time.time() - start)
+           rows, time.time() - start, study.attack_size, study.transform)
     print(f"wrote {out}")
     return 0
 

@@ -97,8 +97,10 @@ def clean_reid_net(root: Path, clean_train: np.ndarray, labels: np.ndarray, n_id
     the same net, and training it again per job cost a minute each. The file's name holds the
     benchmark's manifest and the training configuration, so a changed benchmark or
     configuration trains a new one."""
+    # the clips' size is in the key: clips summed to a smaller size are another net's input
     key = hashlib.sha256(((root / MANIFEST).read_bytes() +
-                          json.dumps(asdict(fit), sort_keys=True).encode())).hexdigest()[:16]
+                          json.dumps(asdict(fit), sort_keys=True).encode() +
+                          str(clean_train.shape[-2:]).encode())).hexdigest()[:16]
     path = root.parent / f"clean-reid-{key}.pt"
     if path.exists():
         try:
@@ -112,14 +114,24 @@ def clean_reid_net(root: Path, clean_train: np.ndarray, labels: np.ndarray, n_id
     return net
 
 
+def block_sums(x: np.ndarray, size: int | None) -> np.ndarray:
+    """(N, C, H, W) clips -> (N, C, size, size), each block of H/size x W/size pixels summed
+    (None or the clips' own size: unchanged)."""
+    if size is None or x.shape[-2:] == (size, size):
+        return x
+    n, c, h, w = x.shape
+    return x.reshape(n, c, size, h // size, size, w // size).sum((3, 5), dtype=np.float32)
+
+
 def evaluate_seed(config: DatasetConfig, fit: FitConfig, data_dir: Path, task: bool = True,
-                  transform=None, draws: int = 1, attacker: str = "scratch"):
+                  transform=None, draws: int = 1, attacker: str = "scratch",
+                  attack_size: int | None = None):
     """Gesture and Re-ID nets trained and evaluated on one seed's benchmark; with `transform`
     (an experiments.controls.ClipTransform) on its transformed clips, `draws` draws of the
     training clips where the transform is random (a random step on the events loads each draw
     anew). `attacker`: the Re-ID net trains from scratch, or starts from a Re-ID net trained on
     the clean clips ("clean"), or also behind a denoiser that learns to restore the clean clips
-    ("clean+denoiser")."""
+    ("clean+denoiser"). `attack_size`: every net sees the clips summed to that size."""
     if attacker not in ATTACKERS:
         raise ValueError(f"attacker must be one of {ATTACKERS}, got {attacker!r}")
     root = dataset(data_dir, config)
@@ -130,20 +142,29 @@ def evaluate_seed(config: DatasetConfig, fit: FitConfig, data_dir: Path, task: b
     def events_filter(draw: int):
         return transform.events_filter(1000 * config.seed + draw) if on_events else None
 
-    x_test, rec_test = load_split(root, "test", events_filter=events_filter(loads))
-    x_train, rec_train = load_split(root, "train", events_filter=events_filter(0))
+    def load(split: str, events_filter=None):
+        # each load summed at once: four full-size loads of a large sensor are gigabytes
+        x, recordings = load_split(root, split, events_filter=events_filter)
+        return (x if transform is not None and transform.steps else
+                block_sums(x, attack_size)), recordings
+
+    x_test, rec_test = load("test", events_filter(loads))
+    x_train, rec_train = load("train", events_filter(0))
     clean_train = x_train
     if attacker != "scratch" and on_events:
-        clean_train, _ = load_split(root, "train")
+        clean_train, _ = load("train")
     if transform is not None:
         rng = np.random.default_rng(1000 + config.seed)
-        x_train = [x_train] + [load_split(root, "train", events_filter=events_filter(d))[0]
-                               for d in range(1, loads)]
+        x_train = [x_train] + [load("train", events_filter(d))[0] for d in range(1, loads)]
         if transform.random and loads == 1:
             x_train = [transform(x_train[0], rng) for _ in range(draws)]
         else:
             x_train = [transform(x, rng) for x in x_train]
         x_test = transform(x_test, rng)
+        if transform.steps:  # the clip steps ran at the sensor's size: sum now
+            x_train = [block_sums(x, attack_size) for x in x_train]
+            x_test = block_sums(x_test, attack_size)
+            clean_train = block_sums(clean_train, attack_size)
     t_train = np.array([r.target for r in rec_train])
     t_test = np.array([r.target for r in rec_test])
     u_train = np.array([r.user for r in rec_train])

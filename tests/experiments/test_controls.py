@@ -166,3 +166,52 @@ def test_slots_keep_the_first_event_of_each_pixel_and_polarity_per_slot():
     assert out.t.tolist() == [100, 300, 9_999, 10_000]
     assert out.p.tolist() == [1, 0, 1, 1] and out.x.tolist() == [1, 1, 2, 1]
     assert ClipTransform("slots+pool").on_events and not ClipTransform("pool").on_events
+
+
+def test_block_sums_add_each_block_of_a_large_sensor():
+    from experiments.synth_check import block_sums
+
+    x = clips(n=2, c=3, size=8)
+    out = block_sums(x, 4)
+    assert out.shape == (2, 3, 4, 4) and out.dtype == np.float32
+    assert out[1, 2, 3, 0] == x[1, 2, 6:8, 0:2].sum()
+    assert out[0, 0, 0, 3] == x[0, 0, 0:2, 6:8].sum()
+    np.testing.assert_array_equal(out.sum((2, 3)), x.sum((2, 3)))
+    assert block_sums(x, None) is x and block_sums(x, 8) is x
+
+
+def test_tiles_make_the_stream_filters_follow_the_sensor():
+    t = ClipTransform("stream:warp+refractory+jitter", pool=6, tiles=8.0)
+    assert t.stream.block is None and t.stream.block_for(128) == 16
+    assert t.stream.block_for(48) == 6
+    assert ClipTransform("stream:jitter", pool=6).stream.block_for(128) == 6  # pixels
+
+
+def test_controls_at_a_summed_size_run_and_say_so(tmp_path):
+    from experiments.controls import load_config
+
+    out = tmp_path / "controls.md"
+    config = tmp_path / "c.toml"
+    config.write_text(TINY.read_text().replace(
+        "draws = 2", 'draws = 2\nattack_size = 16\nattackers = ["clean+denoiser"]').replace(
+        "[data]", "[transform]\ntiles = 8.0\n\n[data]"))
+    proc = subprocess.run([sys.executable, "-m", "experiments.controls", "--config", str(config),
+                           "--transforms", "none", "stream:warp+jitter", "--out", str(out),
+                           "--data", str(tmp_path / "data")], capture_output=True, text=True,
+                          timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text()
+    assert "summed to 16x16 for every net (the transforms run at 32x32)" in text
+    assert "jitter tiles of 4 px (an 8th of the height)" in text
+    # the clean Re-ID net of the summed clips is its own, not the full size's
+
+    (path,) = (tmp_path / "data").glob("*/clean-reid-*.pt")
+    assert load_config(config).attack_size == 16 and path.is_file()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(TINY.read_text().replace("draws = 2", "draws = 2\nattack_size = 12"))
+    proc = subprocess.run([sys.executable, "-m", "experiments.controls", "--config", str(bad),
+                           "--data", str(tmp_path / "data2")], capture_output=True, text=True,
+                          timeout=120, cwd=REPO)
+    assert proc.returncode == 2, proc.stderr
+    assert "attack_size must divide data.size 32, got 12" in proc.stderr
+    assert not (tmp_path / "data2").exists()

@@ -59,10 +59,12 @@ def test_the_clean_reid_net_is_trained_once_per_benchmark_and_configuration(tmp_
     (root / MANIFEST).write_text('{"config": 2}')
     synth_check.clean_reid_net(root, x, labels, 2, fit)
     assert len(trained) == 3  # so is a regenerated benchmark
+    synth_check.clean_reid_net(root, synth_check.block_sums(x, 8), labels, 2, fit)
+    assert len(trained) == 4  # and clips summed to a smaller size
     cached = sorted(root.parent.glob("clean-reid-*.pt"))
-    assert len(cached) == 3
+    assert len(cached) == 4
     for path in cached:
         path.write_bytes(b"broken")
     synth_check.clean_reid_net(root, x, labels, 2, fit)
-    assert len(trained) == 4  # a damaged cache is trained again, not an error
+    assert len(trained) == 5  # a damaged cache is trained again, not an error
     assert sum(p.read_bytes() != b"broken" for p in cached) == 1  # written anew
