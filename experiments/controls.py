@@ -52,7 +52,7 @@ import json
 import logging
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +72,7 @@ from anonynoise.synth.dataset import DatasetConfig
 from anonynoise.synth.people import ALL_CUES, CUES
 from train.classify import FitConfig
 from train.replay import anonymized_recording, stream_filtered
-from experiments.report import Report, benchmark_text, fmt, generated, mean_std
+from experiments.report import Report, benchmark_text, fmt, generated, mean_std, write_json
 from experiments.synth_check import ATTACKERS, add_job_args, column, run_jobs
 from train.config_file import ConfigError, from_table, read_toml
 from train.recipe import dataset
@@ -404,8 +404,14 @@ def main(argv=None) -> int:
                                                                "reid_rank1")}
                                        for r in seed_rows]), flush=True)
     out = Path(args.out)
-    report(out, " ".join(["python -m experiments.controls", *argv]), config, fit, study.draws,
-           rows, time.time() - start, study.attack_size, study.transform)
+    command, seconds = " ".join(["python -m experiments.controls", *argv]), time.time() - start
+    # the numbers beside the report, for a study that reads several runs (privacy_summary)
+    write_json(out.with_suffix(".json"), {
+        "command": command, "seconds": seconds, "data": asdict(config), "fit": asdict(fit),
+        "draws": study.draws, "attack_size": study.attack_size,
+        "transform": asdict(study.transform), "rows": rows})
+    report(out, command, config, fit, study.draws, rows, seconds, study.attack_size,
+           study.transform)
     print(f"wrote {out}")
     return 0
 

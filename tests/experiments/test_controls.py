@@ -202,6 +202,12 @@ def test_controls_at_a_summed_size_run_and_say_so(tmp_path):
     assert proc.returncode == 0, proc.stderr
     text = out.read_text()
     assert "summed to 16x16 for every net (the transforms run at 32x32)" in text
+    import json
+
+    saved = json.loads(out.with_suffix(".json").read_text())
+    assert saved["attack_size"] == 16 and saved["transform"]["tiles"] == 8.0
+    assert list(saved["rows"]) == ["none", "stream:warp+jitter"]
+    assert saved["rows"]["none"]["clean+denoiser"][0]["seed"] == 0
     assert "jitter tiles of 4 px (an 8th of the height)" in text
     # the clean Re-ID net of the summed clips is its own, not the full size's
 
