@@ -96,10 +96,13 @@ def probe_points(path: Path) -> list[dict]:
     size = saved["data"]["size"]
     tiles = saved["transform"].get("tiles")
     tile = (FilterConfig(tiles=tiles).block_for(size) if tiles else saved["transform"]["pool"])
+    net = saved["transform"].get("net")
     points = []
     for spec, by in saved["rows"].items():
         first = next(iter(by.values()))
         strongest = max(by, key=lambda a: mean_std([r["reid_rank1"] for r in by[a]])[0])
+        if spec.startswith("net:") and net:  # another net than the shipped one: its file's name
+            spec = f"{spec}@{Path(net).name}"
         points.append({"spec": spec, "size": size, "seen": saved.get("attack_size") or size,
                        "tiles": tiles, "tile": tile, "users": saved["data"]["users"],
                        "gesture": [r.get("target_top1") for r in first],
@@ -118,8 +121,12 @@ def _points(points: list[dict], **match) -> list[dict]:
 
 
 def _kind(spec: str) -> str:
-    return {"none": "clean (no transform)"}.get(spec, "the shipped net behind the filters"
-                                               if spec.startswith("net:") else "filters alone")
+    if spec == NONE:
+        return "clean (no transform)"
+    if spec.startswith("net:"):
+        net = spec.partition("@")[2]
+        return f"the net {net} behind the filters" if net else "the shipped net behind the filters"
+    return "filters alone"
 
 
 def summary(reports: list[tuple[str, Path]], probes: list[Path],

@@ -24,11 +24,11 @@ def row(attackers: dict, post=0.8, post_denoised=0.85, events=0.2):
             "event_rate_ratio": events}
 
 
-def probe(path, size, tiles, rows, attack_size=None):
+def probe(path, size, tiles, rows, attack_size=None, net=None):
     """experiments.controls' <out>.json: rows spec -> attacker -> per seed (gesture, rank-1)."""
     path.write_text(json.dumps({
         "command": "c", "seconds": 60, "data": {"size": size, "users": 60},
-        "attack_size": attack_size, "transform": {"tiles": tiles, "pool": 4},
+        "attack_size": attack_size, "transform": {"tiles": tiles, "pool": 4, "net": net},
         "rows": {spec: {a: [{"seed": s, "target_top1": g, "reid_rank1": r}
                             for s, (g, r) in enumerate(seeds)]
                         for a, seeds in by.items()} for spec, by in rows.items()}}))
@@ -64,12 +64,15 @@ def test_probes_give_the_resolution_table_and_the_curve(tmp_path):
         "none": {"clean+denoiser": [(0.8, 0.5), (0.8, 0.5)]},
         "stream:f": {"clean+denoiser": [(0.7, 0.25), (0.7, 0.25)]}}, attack_size=64)
     coarse = probe(tmp_path / "t6.json", 48, 6.0, {k: v for k, v in seeds.items() if k != "none"})
+    identity = probe(tmp_path / "id.json", 128, 8.0, {
+        "net:f": {"clean+denoiser": [(0.75, 0.4), (0.75, 0.4)]}}, attack_size=64,
+        net="runs/identity.pt")
     points = probe_points(large)
     assert [(p["spec"], p["size"], p["seen"], p["tile"]) for p in points] == [
         ("none", 128, 64, 16), ("stream:f", 128, 64, 16)]
     out = tmp_path / "summary.md"
     assert main(["--probe", str(small), "--probe", str(large), "--probe", str(coarse),
-                 "--out", str(out)]) == 0
+                 "--probe", str(identity), "--out", str(out)]) == 0
     text = out.read_text()
     assert "48x48 (tile 6 px, nets at 48x48): gesture" in text
     assert "128x128 (tile 16 px, nets at 64x64): gesture" in text
@@ -78,6 +81,9 @@ def test_probes_give_the_resolution_table_and_the_curve(tmp_path):
             "0.700 ± 0.000 | 0.250 ± 0.000 | -50% |") in text
     assert "| the shipped net behind the filters (`net:f`) | 0.700 ± 0.000 | 0.300 ± 0.000 | " \
            "-57% |  |  |  |" in text
+    # another net in the shipped net's place is its own row, named by its file
+    assert "| the net identity.pt behind the filters (`net:f@identity.pt`) |  |  |  | " \
+           "0.750 ± 0.000 | 0.400 ± 0.000 | -20% |" in text
     curve = text[text.index("## Privacy against utility (48x48)"):]
     lines = [line for line in curve.splitlines() if line.startswith("| ")][1:]
     assert [line.split(" | ")[:2] for line in lines] == [
