@@ -100,8 +100,9 @@ def common_attackers(rows: list[dict]) -> list[str]:
     return [a for a in rows[0]["attackers"] if all(a in r["attackers"] for r in rows)]
 
 
-def strongest_attacker(rows: list[dict]) -> str:
-    return max(common_attackers(rows),
+def strongest_attacker(rows: list[dict], among: list[str] | None = None) -> str:
+    """The attacker with the highest mean rank-1 of those every seed ran (or of `among`)."""
+    return max(among or common_attackers(rows),
                key=lambda a: np.mean([r["attackers"][a]["rank1"] for r in rows]))
 
 
@@ -629,7 +630,7 @@ def main(argv=None) -> int:
     else:
         table, checkpoint = run_config(args)
         config = study_config(table, args.config)  # every value checked before any work
-        if args.clean_from and not (args.clean_only or args.averaging_only):
+        if args.clean_from:  # never with --clean-only or --averaging-only (refused above)
             reuse_clean(Path(args.clean_from), table,
                         [(s, data_dir / f"seed{s}") for s in config.seeds])
         seeds = _seeds(config, data_dir)
