@@ -56,10 +56,14 @@ def read_report(path: Path) -> dict:
         text = path.read_text()
     except OSError as e:
         raise AnonyNoiseError(f"{path}: cannot read: {e.strerror}") from None
-    seeds = per_seed_block(text, path)
-    return {"path": path, "made": generated_line(text), "seeds": seeds,
-            "rows": [s["weights"][CHECKPOINT] if CHECKPOINT in s["weights"] else
-                     next(iter(s["weights"].values())) for s in seeds]}
+    try:
+        seeds = per_seed_block(text, path)
+        return {"path": path, "made": generated_line(text), "seeds": seeds,
+                "rows": [s["weights"][CHECKPOINT] if CHECKPOINT in s["weights"] else
+                         next(iter(s["weights"].values())) for s in seeds]}
+    except (ValueError, KeyError, TypeError, AttributeError, StopIteration) as e:
+        raise AnonyNoiseError(f"{path}: its '## Per seed' block is not a privacy report's "
+                              f"({type(e).__name__}: {e})") from None
 
 
 def shared_attackers(reports: list[dict]) -> list[str]:
@@ -76,17 +80,21 @@ def report_numbers(report: dict | Path, attackers: list[str] | None = None) -> d
     if isinstance(report, Path):
         report = read_report(report)
     seeds, rows = report["seeds"], report["rows"]
-    ran = [a for a in (attackers or common_attackers(rows))
-           if all(a in r["attackers"] for r in rows)]
-    if not ran:
-        raise AnonyNoiseError(f"{report['path']}: no attacker ran on every seed")
-    strongest = strongest_attacker(rows, ran)
-    return {"seeds": [s["seed"] for s in seeds], "attacker": strongest,
-            "clean_rank1": [s["clean"]["rank1"] for s in seeds],
-            "clean_gesture": [s["clean"]["target_top1"] for s in seeds],
-            "rank1": [r["attackers"][strongest]["rank1"] for r in rows],
-            "gesture": [gesture(r) for r in rows],
-            "events": [r.get("event_rate_ratio") for r in rows]}
+    try:
+        ran = [a for a in (attackers or common_attackers(rows))
+               if all(a in r["attackers"] for r in rows)]
+        if not ran:
+            raise AnonyNoiseError(f"{report['path']}: no attacker ran on every seed")
+        strongest = strongest_attacker(rows, ran)
+        return {"seeds": [s["seed"] for s in seeds], "attacker": strongest,
+                "clean_rank1": [s["clean"]["rank1"] for s in seeds],
+                "clean_gesture": [s["clean"]["target_top1"] for s in seeds],
+                "rank1": [r["attackers"][strongest]["rank1"] for r in rows],
+                "gesture": [gesture(r) for r in rows],
+                "events": [r.get("event_rate_ratio") for r in rows]}
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as e:
+        raise AnonyNoiseError(f"{report['path']}: its '## Per seed' block is not a privacy "
+                              f"report's ({type(e).__name__}: {e})") from None
 
 
 def probe_points(path: Path) -> list[dict]:
@@ -94,10 +102,13 @@ def probe_points(path: Path) -> list[dict]:
     saw, the jitter tile, and per seed the gesture top-1 and the strongest attacker's rank-1
     (the attacker with the higher mean)."""
     try:
-        saved = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise AnonyNoiseError(f"{path}: not the rows of an experiments.controls run ({e})") \
-            from None
+        return _points_of(json.loads(path.read_text()), path)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, StopIteration) as e:
+        raise AnonyNoiseError(f"{path}: not the rows of an experiments.controls run "
+                              f"({type(e).__name__}: {e})") from None
+
+
+def _points_of(saved: dict, path: Path) -> list[dict]:
     size = saved["data"]["size"]
     tiles = saved["transform"].get("tiles")
     tile = (FilterConfig(tiles=tiles).block_for(size) if tiles else saved["transform"]["pool"])

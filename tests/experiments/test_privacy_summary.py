@@ -102,3 +102,14 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
         main(["--probe", str(tmp_path / "x.md")])
     with pytest.raises(AnonyNoiseError, match="nothing to summarise"):
         main([])
+    # well-formed JSON of the wrong shape: still one line naming the file, not a KeyError
+    (tmp_path / "other.json").write_text('{"rows": {}}')
+    with pytest.raises(AnonyNoiseError, match="other.json: not the rows of an experiments"):
+        main(["--probe", str(tmp_path / "other.json")])
+    (tmp_path / "y.md").write_text("## Per seed\n\n```\n[{\"seed\": 0}]\n```\n")
+    with pytest.raises(AnonyNoiseError, match="y.md: its '## Per seed' block is not"):
+        main(["--report", f"y={tmp_path / 'y.md'}"])
+    (tmp_path / "z.md").write_text('## Per seed\n\n```\n[{"seed": 0, "weights": {"checkpoint": '
+                                   '{"attackers": {"a": {"rank1": 0.5}}}}}]\n```\n')
+    with pytest.raises(AnonyNoiseError, match="z.md: its '## Per seed' block is not"):
+        main(["--report", f"z={tmp_path / 'z.md'}"])  # no clean numbers
