@@ -606,7 +606,8 @@ def main(argv=None) -> int:
     ap.add_argument("--clean-from", default=None, metavar="DIR",
                     help="take each seed's clean nets from an earlier run's DATA folder (it "
                          "may be --data itself) instead of training them: its recipe must be "
-                         "this one's but for the filters, which the clean nets never see")
+                         "this one's but for the filters, the anonymizer and the pipeline, "
+                         "which the clean nets never see")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     data_dir = Path(args.data)
@@ -696,18 +697,23 @@ def main(argv=None) -> int:
 CLEAN_FILES = ("clean.json", "clean-target.pt", "clean-reid.pt")
 
 
-def _without_filters(table: dict) -> dict:
-    return {**table["recipe"], "filters": None}
+# What the clean nets do not depend on: they train on clean clips, before any anonymizer.
+NOT_CLEAN = ("filters", "anonymizer", "pipeline")
+
+
+def _clean_recipe(table: dict) -> dict:
+    return {k: v for k, v in table["recipe"].items() if k not in NOT_CLEAN}
 
 
 def reuse_clean(source: Path, table: dict, seeds: list[tuple[int, Path]]) -> None:
     """Copy each seed's clean nets (and their numbers) from an earlier run's folder, after
-    checking that run's recipe is this one's but for the filters: the clean nets are trained
-    on clean clips only, so a report on another anonymizer can start from them."""
+    checking that run's recipe is this one's but for the filters, the anonymizer and its
+    pipeline: the clean nets are trained on clean clips only, so a report on another
+    anonymizer (or another architecture, or Re-ID weight) can start from them."""
     saved = source / "run.json"
     if not saved.is_file():
         raise AnonyNoiseError(f"--clean-from: {saved}: no earlier run there")
-    if _without_filters(json.loads(saved.read_text())["config"]) != _without_filters(table):
+    if _clean_recipe(json.loads(saved.read_text())["config"]) != _clean_recipe(table):
         raise AnonyNoiseError(f"--clean-from: {source} was run with another recipe; its clean "
                               "nets do not fit this one")
     for seed, seed_dir in seeds:

@@ -216,6 +216,12 @@ def test_a_report_on_another_anonymizer_takes_the_clean_nets_of_an_earlier_run(t
     assert main(report(tmp_path, config, "--checkpoint", str(SHIPPED), "--clean-from",
                        str(first / "data"))) == 0
     assert {n: (tmp_path / "data" / "seed0" / n).read_bytes() for n in clean} == clean
+    # another architecture and pipeline: the clean nets never saw either, so they still fit
+    pool = study(tmp_path, "[recipe.anonymizer]\nsampling = 'pool'\n"
+                 "[recipe.pipeline]\nreid_weight = 10.0\n", quick=True)
+    assert main(report(tmp_path, pool, "--checkpoint", str(SHIPPED), "--clean-from",
+                       str(first / "data"))) == 0
+    assert {n: (tmp_path / "data" / "seed0" / n).read_bytes() for n in clean} == clean
     other = study(tmp_path, "[recipe.fit]\nepochs = 2\n", quick=True)
     with pytest.raises(AnonyNoiseError, match="another recipe"):
         main(report(tmp_path, other, "--checkpoint", str(SHIPPED), "--clean-from",
