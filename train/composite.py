@@ -16,6 +16,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -113,9 +114,12 @@ def _restore(snapshot: dict, nets: dict, opt_a, opt_t, opts_i: list) -> torch.Te
 
 def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
                     windows: np.ndarray, targets: np.ndarray, ids: np.ndarray,
-                    config: CompositeConfig = CompositeConfig()) -> list[dict]:
+                    config: CompositeConfig = CompositeConfig(),
+                    on_step: Callable[[dict], None] | None = None) -> list[dict]:
     """Train the three nets in place on (N, n_windows, C, H, W) uint8 windows; returns the
-    per-epoch metrics (losses, noise scale, event-rate ratio on the training clips)."""
+    per-epoch metrics (losses, noise scale, event-rate ratio on the training clips).
+    on_step, if given, gets each step's losses as floats (a study's trace: it syncs a GPU
+    every step, so the product's training leaves it out)."""
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
@@ -198,10 +202,11 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
                                      reid_weight, reid_cap=config.reid_cap,
                                      push=config.reid_push,
                                      id_logits=[lg for lg, _, _ in judged])
+            clean_ce = None
             if frozen_target is not None:
                 # a consumer's off-the-shelf net, trained on clean events, must still work
-                loss_a = loss_a + config.clean_target_weight * target_loss(
-                    frozen_target(seen_clip)[0], target)
+                clean_ce = target_loss(frozen_target(seen_clip)[0], target)
+                loss_a = loss_a + config.clean_target_weight * clean_ce
             if config.noise_budget is not None:
                 # on the anonymizer's own output, before the runtime's cap: the cap's factor
                 # carries no gradient, so the output's scale could grow far past the cap
@@ -239,6 +244,14 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
                 sums["uncapped_event_rate_ratio"] += event_mass(raw_windows).sum() / in_mass * n
                 if config.target_ce_bound is not None:
                     sums["reid_active"] += active * n
+            if on_step is not None:
+                on_step({"epoch": epoch, "step": step, "loss_target": loss_t.item(),
+                         "loss_clean_target": (clean_ce.item() if clean_ce is not None
+                                               else float("nan")),
+                         "uncapped_event_rate_ratio": (event_mass(raw_windows).sum()
+                                                       / in_mass).item(),
+                         "event_rate_ratio": (event_mass(seen_clip).sum() / in_mass).item(),
+                         "reid_weight": float(reid_weight)})
         sched_a.step()
         metrics = {"epoch": epoch, **{k: v.item() / max(seen, 1) for k, v in sums.items()},
                    "seconds": round(time.time() - started, 1)}
