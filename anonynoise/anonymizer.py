@@ -38,7 +38,7 @@ from anonynoise.events import EventBatch
 from anonynoise.filters import (MOVING_STEPS, SHIPPED_FILTERS, FilterConfig, ModelFilters,
                                 PrivacyFilter)
 from anonynoise.filters import warm_up as warm_up_filters
-from anonynoise.fused import anonymized_output
+from anonynoise.fused import FUSED_FORMS, anonymized_output
 from anonynoise.identity import NovelShare
 from anonynoise.identity import warm_up as warm_up_identity
 from anonynoise.memory import check_window_memory
@@ -421,7 +421,8 @@ class Anonymizer:
                 if self.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 with torch.inference_mode():
-                    if self.device.type == "cpu":  # the output formed in one pass
+                    if self.device.type == "cpu" and self.net.form in FUSED_FORMS:
+                        # the output formed in one pass
                         noise, maps = self.net.noise_and_maps(x, generator=self._generators)
                         out, non_finite = anonymized_output(x, maps, noise, self.net.form,
                                                             self.max_event_ratio)

@@ -56,6 +56,9 @@ def _hwc(t: torch.Tensor) -> np.ndarray:
     return t[0].permute(1, 2, 0).numpy()
 
 
+FUSED_FORMS = ("scale", "mean_scale")  # the rest (the suppress study) go through torch
+
+
 def anonymized_output(x: torch.Tensor, maps: torch.Tensor, noise: torch.Tensor, form: str,
                       max_event_ratio: float | None) -> tuple[np.ndarray, int]:
     """x + scale * noise (+ mean) for one CPU window, capped like cap_event_rate, as a

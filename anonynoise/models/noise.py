@@ -2,7 +2,8 @@
 
 Both nets share one contract: draw n ~ N(0, noise_std^2) of the input's shape, predict a scale
 s (and, in the "mean_scale" form, a mean mu) from cat(x, n), return x + s * n (+ mu) with the
-same n. The paper net does this at full resolution (the reference's SimpleAnonNet, with its
+same n; in the "suppress" form a deletion map d instead of the mean, and x * clamp(1 - d, 0, 1)
++ s * n: the input's events scaled down (deleted, after the round trip) where the net says. The paper net does this at full resolution (the reference's SimpleAnonNet, with its
 module names, so its state dicts load as they are); the light net predicts s at reduced
 resolution inside and is the one the product ships for CPUs.
 """
@@ -18,7 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-FORMS = ("scale", "mean_scale")  # x + s*n (the released code) | x + mu + s*n (the paper's figure)
+# x + s*n (the released code) | x + mu + s*n (the paper's figure) | x*keep + s*n, keep in
+# [0, 1] (a learned suppression mask: events deleted where the net finds identity, issue 38)
+FORMS = ("scale", "mean_scale", "suppress")
+# the forms whose maps come in two kinds (scale and mean, or deletion and scale)
+TWO_MAP_FORMS = ("mean_scale", "suppress")
 # Below this many values, handing half the draw to another thread costs more than it saves.
 PARALLEL_NOISE_MIN = 1 << 17
 _pool: ThreadPoolExecutor | None = None
@@ -103,6 +108,7 @@ class AnonOutput:
     scale: torch.Tensor
     mean: torch.Tensor | None
     noise: torch.Tensor
+    keep: torch.Tensor | None = None  # the "suppress" form's share of each input value kept
 
 
 class NoiseAnonNet(nn.Module):
@@ -128,15 +134,15 @@ class NoiseAnonNet(nn.Module):
 
     @property
     def out_channels(self) -> int:
-        return self.channels * (2 if self.form == "mean_scale" else 1)
+        return self.channels * (2 if self.form in TWO_MAP_FORMS else 1)
 
     def arch(self) -> dict:
         """Constructor arguments, in plain Python types (for checkpoints)."""
         return {"channels": self.channels, "noise_std": self.noise_std, "form": self.form}
 
     def predict(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """out_channels maps (scale, then mean in the mean_scale form) at the input's size,
-        computed from cat(x, noise)."""
+        """out_channels maps (scale, then mean in the mean_scale form; deletion, then scale
+        in the suppress form) at the input's size, computed from cat(x, noise)."""
         raise NotImplementedError
 
     def output_layer(self) -> nn.Module:
@@ -178,6 +184,12 @@ class NoiseAnonNet(nn.Module):
         noise, out = self.noise_and_maps(x, noise, generator)
         # split, not two slices: a slice's backward zero-fills a tensor of out's size for
         # each part; split's writes the parts' gradients once (a sixth of a pipeline step)
+        if self.form == "suppress":
+            # 1 - d, so that the identity start (d = 0) keeps every event; clamp's gradient
+            # passes at its bounds, so a zeroed output layer still learns
+            deletion, scale = out.split(self.channels, 1)
+            keep = (1.0 - deletion).clamp(0.0, 1.0)
+            return AnonOutput(torch.addcmul(x * keep, scale, noise), scale, None, noise, keep)
         scale, mean = out.split(self.channels, 1) if self.form == "mean_scale" else (out, None)
         anonymized = torch.addcmul(x, scale, noise)  # x + scale * noise in one pass
         if mean is not None:
@@ -301,7 +313,14 @@ class LightAnonNet(NoiseAnonNet):
         d1 = self.dec1(torch.cat((F.interpolate(d2, scale_factor=2.0, mode="nearest"), e1), 1))
         out = self.head(d1)
         if self.sampling == "pool":
-            out = F.interpolate(by_polarity(out, x), scale_factor=2.0, mode="nearest")
+            if self.form == "suppress":
+                # the deletion map is a share, the same for both polarities; the scale's
+                # noise splits between them as the scene's events do
+                deletion, scale = out.split(self.channels // 2, 1)
+                out = torch.cat((deletion.repeat_interleave(2, 1), by_polarity(scale, x)), 1)
+            else:
+                out = by_polarity(out, x)
+            out = F.interpolate(out, scale_factor=2.0, mode="nearest")
         # crop only when padded: even a full-size slice zero-fills a copy in the backward
         return out[..., :h, :w] if pad_h or pad_w else out
 

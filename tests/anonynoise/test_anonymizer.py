@@ -191,3 +191,23 @@ def test_the_runtime_never_sends_more_than_the_cap(tmp_path, window):
     out = capped.anonymize(ev, t0, t1)
     assert np.maximum(out.tensor, 0).sum() == pytest.approx(2.9 * n_in, rel=1e-4)
     assert len(out.events) <= 3 * n_in
+
+
+def test_a_suppress_net_runs_through_torch_on_the_cpu(tmp_path):
+    """The fused CPU kernel knows the two additive forms; a suppress net still anonymizes
+    (through the net's own forward), its output the net's for the same noise draw."""
+    torch.manual_seed(0)
+    net = LightAnonNet(10, form="suppress", width=8, sampling="pool")
+    torch.nn.init.constant_(net.head.bias, 0.5)  # half of each event kept, noise at 0.5
+    anon = Anonymizer(save_checkpoint(tmp_path / "s.pt", net, Representation()), "cpu",
+                      seed=3, max_event_ratio=None, channels_last=False)
+    counts = np.random.default_rng(0).poisson(0.3, (5, 2, 24, 32)).astype(np.float32)
+    out = anon.anonymize_tensor(counts)
+    assert out.shape == counts.shape and anon.refused == 0 and anon.windows == 1
+    anon.windows = 0  # the same draw again, straight through the net
+    anon._reseed()
+    with torch.no_grad():
+        expected = anon.net(torch.from_numpy(counts).reshape(1, 10, 24, 32),
+                            generator=anon._generators)
+    assert np.allclose(out, expected.reshape(counts.shape).numpy(), atol=1e-5)
+    assert not np.allclose(out, counts)

@@ -232,3 +232,35 @@ def test_the_runtime_draws_a_vga_window_with_one_generator_per_thread(tmp_path):
         assert not np.array_equal(ya, a.anonymize_tensor(counts))  # the next window's noise
     finally:
         torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("sampling", ["stride", "pool"])
+def test_the_suppress_form_deletes_a_share_of_the_input_and_adds_scaled_noise(sampling):
+    """x * clamp(1 - d, 0, 1) + s * n: an identity start keeps every event; a deletion map
+    of 1 removes the input where it is and nothing else; the pool net's deletion is the same
+    for both polarities of a pixel and bin."""
+    torch.manual_seed(0)
+    net = LightAnonNet(10, form="suppress", width=8, sampling=sampling).start_as_identity()
+    assert net.out_channels == 20
+    x = torch.rand(2, 10, 21, 34) * 3
+    assert torch.equal(net(x), x)
+    with torch.no_grad():  # deletion everywhere, no noise: nothing is left
+        net.head.bias.zero_()
+        net.head.bias[: net.head.out_channels // 2] = 1.0
+        assert torch.equal(net(x), torch.zeros_like(x))
+        net.head.bias[: net.head.out_channels // 2] = 0.25  # keep three quarters
+        assert torch.allclose(net(x), 0.75 * x)
+    torch.manual_seed(1)
+    net = LightAnonNet(10, form="suppress", width=8, sampling=sampling).eval()
+    with torch.no_grad():
+        out = net.forward_parts(x)
+    assert out.mean is None and out.keep is not None
+    assert 0 <= out.keep.min() and out.keep.max() <= 1
+    assert torch.allclose(out.anonymized, x * out.keep + out.scale * out.noise, atol=1e-6)
+    if sampling == "pool":  # channels in (bin, polarity) order: ON and OFF share a keep
+        assert torch.equal(out.keep[:, 0::2], out.keep[:, 1::2])
+    # the zeroed layer still learns through the clamp's bound
+    net = LightAnonNet(10, form="suppress", width=8, sampling=sampling).start_as_identity()
+    net(x).sum().backward()
+    assert net.head.bias.grad[: net.head.out_channels // 2].abs().sum() > 0
+
