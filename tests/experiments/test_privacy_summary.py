@@ -55,6 +55,27 @@ def test_the_strongest_attacker_is_taken_over_the_kinds_every_report_ran(tmp_pat
     assert "(a)." in text and "made by `python -m x` (2026-12-07, 61.0 minutes)" in text
 
 
+def test_a_variant_of_a_sweep_is_picked_by_its_key(tmp_path):
+    """A curve's report trains several anonymizers a seed: #KEY picks one, a missing key
+    is a one-line error naming the keys there are."""
+    path = tmp_path / "curve.md"
+    privacy_report(path, [row({"a": 0.4})])
+    text = path.read_text().replace('"weights": {"checkpoint": ',
+                                    '"weights": {"3.0+clean1.0": {"attackers": {"a": {"rank1": '
+                                    '0.2}}, "target_top1_post": 0.5}, "10.0+clean1.0": ')
+    path.write_text(text)
+    out = tmp_path / "summary.md"
+    assert main(["--report", f"w3={path}#3.0+clean1.0", "--report", f"w10={path}#10.0+clean1.0",
+                 "--out", str(out)]) == 0
+    summary = out.read_text()
+    assert "| w3 | 0.900 ± 0.000 | 0.200 ± 0.000 (a) | -78% |" in summary
+    assert "| w10 | 0.900 ± 0.000 | 0.400 ± 0.000 (a) | -56% |" in summary
+    assert "(variant `10.0+clean1.0`)" in summary
+    with pytest.raises(AnonyNoiseError, match=r"no variant '1.0' on seed 0 \(it has "
+                                              r"3.0\+clean1.0, 10.0\+clean1.0\)"):
+        main(["--report", f"w1={path}#1.0", "--out", str(out)])
+
+
 def test_probes_give_the_resolution_table_and_the_curve(tmp_path):
     seeds = {"none": {"clean+denoiser": [(0.9, 0.8), (0.9, 0.6)]},
              "stream:f": {"clean+denoiser": [(0.8, 0.4), (0.8, 0.3)]},
