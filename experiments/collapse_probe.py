@@ -11,6 +11,8 @@ and those that do not can be told apart:
     push off         the Re-ID weight 0 (only the gesture terms and the noise budget)
     no clean target  the frozen clean gesture net's term off (clean_target_weight 0)
     neither          both off: the anonymizer only helps the pipeline's gesture net
+    ..., clamp gradient   the events round trip's backward stopped below zero (a value
+                     with no event gets no gradient), with the push off or as the recipe
 
     python -m experiments.collapse_probe --recipe train/configs/pool_anonymizer.toml \\
         --data runs/curve-pool --seed 1 --epochs 2 --out experiments/reports/collapse.md
@@ -25,9 +27,12 @@ import argparse
 import json
 import logging
 import math
+import shlex
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -43,7 +48,10 @@ from train.recipe import BINS, load_recipe, training_data
 log = logging.getLogger(__name__)
 VARIANTS = {"recipe": {}, "push off": {"reid_weight": 0.0},
             "no clean target": {"clean_target_weight": 0.0},
-            "neither": {"reid_weight": 0.0, "clean_target_weight": 0.0}}
+            "neither": {"reid_weight": 0.0, "clean_target_weight": 0.0},
+            # the round trip's gradient stopped below zero (train.event_domain)
+            "push off, clamp gradient": {"reid_weight": 0.0, "round_trip_gradient": "clamp"},
+            "recipe, clamp gradient": {"round_trip_gradient": "clamp"}}
 
 
 def trace_summary(trace: list[dict], chance: float) -> list[dict]:
@@ -74,7 +82,8 @@ def trace_summary(trace: list[dict], chance: float) -> list[dict]:
 
 
 def probe(recipe_path: Path, data_dir: Path, seed: int, epochs: int,
-          variants: list[str]) -> dict:
+          variants: list[str], done: Callable[[dict], None] = lambda result: None) -> dict:
+    """Each variant trained in turn; `done` gets the result so far after each."""
     base = load_recipe(recipe_path)
     base = replace(base, seed=seed, pipeline=replace(base.pipeline, epochs=epochs,
                                                      rollback=False, seed=seed))
@@ -84,7 +93,9 @@ def probe(recipe_path: Path, data_dir: Path, seed: int, epochs: int,
             raise AnonyNoiseError(f"{seed_dir / name}: missing (run the report's clean nets "
                                   "first, or --clean-from into this folder)")
     d = training_data(base, data_dir, seed_dir, 1)
-    results = {}
+    results: dict = {}
+    result = {"recipe": str(recipe_path), "seed": seed, "epochs": epochs,
+              "chance": math.log(len(np.unique(d["t_clip"]))), "variants": results}
     for name in variants:
         recipe = replace(base, pipeline=replace(base.pipeline, **VARIANTS[name]))
         target = load_net(seed_dir / "clean-target.pt", "classnet", device="cpu")[0]
@@ -103,8 +114,8 @@ def probe(recipe_path: Path, data_dir: Path, seed: int, epochs: int,
                          "epochs": trace_summary(trace, chance), "history": history,
                          "minutes": round((time.time() - started) / 60, 1), "trace": trace}
         log.info("%s: %s", name, json.dumps(results[name]["epochs"]))
-    return {"recipe": str(recipe_path), "seed": seed, "epochs": epochs,
-            "chance": math.log(len(np.unique(d["t_clip"]))), "variants": results}
+        done(result)
+    return result
 
 
 def markdown(result: dict, command: str) -> str:
@@ -137,11 +148,14 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.epochs < 1:
         raise AnonyNoiseError("--epochs must be at least 1")
-    result = probe(args.recipe, args.data, args.seed, args.epochs, args.variants)
-    command = "python -m experiments.collapse_probe " + " ".join(
-        argv if argv is not None else __import__("sys").argv[1:])
-    write_json(args.out.with_suffix(".json"), result)
-    args.out.write_text(markdown(result, command))
+    command = "python -m experiments.collapse_probe " + shlex.join(
+        argv if argv is not None else sys.argv[1:])
+
+    def write(result: dict) -> None:
+        write_json(args.out.with_suffix(".json"), result)
+        args.out.write_text(markdown(result, command))
+
+    probe(args.recipe, args.data, args.seed, args.epochs, args.variants, write)
     return 0
 
 

@@ -86,12 +86,13 @@ def anonymize_windows(anon: torch.nn.Module, windows: torch.Tensor,
 def stream_windows(anonymized: torch.Tensor, windows: torch.Tensor,
                    straight_through: bool = False,
                    max_event_ratio: float | None = DEFAULT_MAX_EVENT_RATIO,
-                   generator: torch.Generator | Sequence[torch.Generator] | None = None
-                   ) -> torch.Tensor:
+                   generator: torch.Generator | Sequence[torch.Generator] | None = None,
+                   gradient: str = "identity") -> torch.Tensor:
     """What the stream sends of the anonymizer's output for these (flat) windows: capped in
-    events as the runtime caps it, then the events round trip."""
+    events as the runtime caps it, then the events round trip (straight-through: its
+    backward by `gradient`, train.event_domain.ROUND_TRIP_GRADIENTS)."""
     out = cap_event_rate(anonymized, windows, max_event_ratio)
-    return straight_through_round_trip(out, generator) if straight_through \
+    return straight_through_round_trip(out, generator, gradient) if straight_through \
         else event_round_trip(out, generator)
 
 

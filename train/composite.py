@@ -71,6 +71,8 @@ class CompositeConfig:
     # 2.4) and did not come back even with the Re-ID push off; the reference keeps the last
     # epoch regardless, which there shipped a stream with no gesture left in it.
     rollback: bool = False
+    # the round trip's backward below zero (train.event_domain.ROUND_TRIP_GRADIENTS)
+    round_trip_gradient: str = "identity"
     clip_bins: int = 5
     seed: int = 0
     device: str = "cpu"
@@ -178,7 +180,8 @@ def train_composite(anon: NoiseAnonNet, target_net: ClassNet, id_net: ClassNet,
             raw = anon(flat, generator=draws)  # one noise draw per window, as the stream
             raw_windows = raw.reshape(x.shape)
             seen_clip = compose_clips(stream_windows(raw, flat, straight_through=True,
-                                                     generator=draws)
+                                                     generator=draws,
+                                                     gradient=config.round_trip_gradient)
                                       .reshape(x.shape), config.clip_bins)
             t_logits, _, _ = target_net(seen_clip)
             judged = [net(seen_clip) for net in adversaries]  # (logits, embedding, features)

@@ -31,23 +31,41 @@ def event_round_trip(x: torch.Tensor,
         return floor.add_(u.lt_(frac))
 
 
+# How the round trip's backward treats a value below zero (no event): "identity" passes the
+# gradient as if negative events existed (the first pipelines); "clamp" gives it none, as
+# max(x, 0) does, and keeps the straight-through for the rounding alone. With "identity" a
+# value pushed below zero keeps being pushed, with nothing in the forward pass to stop it.
+ROUND_TRIP_GRADIENTS = ("identity", "clamp")
+
+
 class _StraightThrough(torch.autograd.Function):
-    """The round trip forward, the identity backward (the rounding has no gradient)."""
+    """The round trip forward; backward the identity (the rounding has no gradient), or,
+    with `clamp`, the identity where x >= 0 and zero below (max's own gradient; at 0 it
+    passes, so a net started as the identity on empty pixels still learns to add there)."""
 
     @staticmethod
-    def forward(ctx, x, generator):
+    def forward(ctx, x, generator, clamp):
+        if clamp:
+            ctx.save_for_backward(x.detach() >= 0)
+        ctx.clamp = clamp
         return event_round_trip(x, generator)
 
     @staticmethod
     def backward(ctx, grad):
-        return grad, None
+        if ctx.clamp:
+            (alive,) = ctx.saved_tensors
+            grad = grad * alive
+        return grad, None, None
 
 
 def straight_through_round_trip(x: torch.Tensor,
                                 generator: torch.Generator | Sequence[torch.Generator] | None
-                                = None) -> torch.Tensor:
-    """event_round_trip in the forward pass, identity in the backward pass."""
-    return _StraightThrough.apply(x, generator)
+                                = None, gradient: str = "identity") -> torch.Tensor:
+    """event_round_trip in the forward pass; the backward by `gradient`
+    (ROUND_TRIP_GRADIENTS)."""
+    if gradient not in ROUND_TRIP_GRADIENTS:
+        raise ValueError(f"gradient must be one of {ROUND_TRIP_GRADIENTS}, got {gradient!r}")
+    return _StraightThrough.apply(x, generator, gradient == "clamp")
 
 
 def event_mass(x: torch.Tensor) -> torch.Tensor:

@@ -28,12 +28,13 @@ from anonynoise.errors import AnonyNoiseError
 from anonynoise.events import from_dvsgesture_array
 from anonynoise.filters import FilterConfig
 from anonynoise.models import ClassNet, LightAnonNet
-from anonynoise.models.noise import SAMPLINGS
+from anonynoise.models.noise import FORMS, SAMPLINGS
 from anonynoise.synth.dataset import (MANIFEST, DatasetConfig, generate_dataset,
                                       generator_fingerprint)
 from train.classify import FitConfig, fit_classnet
 from train.clips import clean_clips, recording_windows
 from train.composite import CompositeConfig, train_composite
+from train.event_domain import ROUND_TRIP_GRADIENTS
 from train.config_file import from_table, read_toml, to_table
 from train.datasets.dvsgesture import read_recording, scan, sensor_size
 from train.replay import stream_filtered
@@ -116,6 +117,13 @@ class Recipe:
         if self.anonymizer.sampling not in SAMPLINGS:
             raise AnonyNoiseError(f"anonymizer.sampling must be one of {', '.join(SAMPLINGS)}, "
                                   f"got {self.anonymizer.sampling!r}")
+        if self.anonymizer.form not in FORMS:
+            raise AnonyNoiseError(f"anonymizer.form must be one of {', '.join(FORMS)}, "
+                                  f"got {self.anonymizer.form!r}")
+        if p.round_trip_gradient not in ROUND_TRIP_GRADIENTS:
+            raise AnonyNoiseError("pipeline.round_trip_gradient must be one of "
+                                  f"{', '.join(ROUND_TRIP_GRADIENTS)}, got "
+                                  f"{p.round_trip_gradient!r}")
         if p.reid_push not in ("triplet", "confusion"):
             raise AnonyNoiseError(f"pipeline.reid_push must be triplet or confusion, got "
                                   f"{p.reid_push!r}")

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from anonynoise.represent import counts_to_events, events_to_counts
@@ -69,3 +70,24 @@ def test_noise_budget_penalises_only_the_excess_event_rate():
     negative = clean - 100.0  # negative values are no events
     assert float(event_mass(negative).sum()) == 0.0
     assert abs(event_rate_ratio(over, clean) - 60 / 20) < 1e-6
+
+
+def test_the_clamp_gradient_stops_below_zero_and_passes_at_zero():
+    """'identity' passes the gradient everywhere (a value below zero keeps being pushed,
+    though it sends no event); 'clamp' passes it where x >= 0 only: at 0 (an identity start
+    on an empty pixel) it still learns, below it gets nothing. The forward is the same."""
+    from train.event_domain import straight_through_round_trip
+
+    x = torch.tensor([-2.0, -0.1, 0.0, 0.4, 3.0], requires_grad=True)
+    forward = {}
+    for gradient, expected in (("identity", [1, 1, 1, 1, 1]), ("clamp", [0, 0, 1, 1, 1])):
+        x.grad = None
+        g = torch.Generator().manual_seed(0)
+        y = straight_through_round_trip(x, g, gradient)
+        y.backward(torch.ones_like(y))
+        assert x.grad.tolist() == expected
+        forward[gradient] = y.detach()
+    assert torch.equal(forward["identity"], forward["clamp"])
+    assert forward["clamp"][:2].tolist() == [0.0, 0.0] and forward["clamp"][4] == 3.0
+    with pytest.raises(ValueError, match="gradient must be one of"):
+        straight_through_round_trip(x, None, "leaky")
