@@ -164,7 +164,8 @@ def summary(reports: list[tuple[str, Path, str | None]], probes: list[Path],
                   "0.10); utility is the gesture top-1 of a consumer's net trained on the "
                   "anonymized clips. Means ± standard deviations over seeds.")
     if reports:
-        out.section("The privacy report: filters alone and the shipped net (48x48)")
+        out.section("The privacy report: the filters alone and the nets, over Re-ID weights "
+                    "(48x48)")
         read = [(label, read_report(path, variant)) for label, path, variant in reports]
         shared = shared_attackers([report for _, report in read])
         if len(reports) > 1:
