@@ -5,6 +5,7 @@ filter strengths, and both at 48x48 and at 128x128 (experiments/reports/privacy-
     python -m experiments.privacy_summary \\
         --report "filters alone=experiments/reports/privacy-report-filters.md" \\
         --report "shipped net=experiments/reports/privacy-report.md" \\
+        --report "net without the grid, Re-ID 10=experiments/reports/privacy-curve-pool.md#10.0+clean1.0" \\
         --probe experiments/reports/privacy-resolution-48.json \\
         --probe experiments/reports/privacy-resolution-128.json \\
         --probe experiments/reports/privacy-resolution-48-t12.json \\
