@@ -35,15 +35,13 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
 
-from anonynoise.checkpoint import load_net
 from anonynoise.cli_support import run
 from anonynoise.errors import AnonyNoiseError
-from anonynoise.models import LightAnonNet
+from experiments.privacy_study import load_clean_nets
 from experiments.report import write_json
-from train.composite import RECENT_STEPS, train_composite
-from train.recipe import BINS, load_recipe, training_data
+from train.composite import RECENT_STEPS
+from train.recipe import load_recipe, train_anonymizer, training_data
 
 log = logging.getLogger(__name__)
 VARIANTS = {"recipe": {}, "push off": {"reid_weight": 0.0},
@@ -85,8 +83,9 @@ def probe(recipe_path: Path, data_dir: Path, seed: int, epochs: int,
           variants: list[str], done: Callable[[dict], None] = lambda result: None) -> dict:
     """Each variant trained in turn; `done` gets the result so far after each."""
     base = load_recipe(recipe_path)
+    # the recipe's seed reaches its pipeline (Recipe.__post_init__)
     base = replace(base, seed=seed, pipeline=replace(base.pipeline, epochs=epochs,
-                                                     rollback=False, seed=seed))
+                                                     rollback=False))
     seed_dir = data_dir / f"seed{seed}"
     for name in ("clean-target.pt", "clean-reid.pt"):
         if not (seed_dir / name).is_file():
@@ -96,22 +95,14 @@ def probe(recipe_path: Path, data_dir: Path, seed: int, epochs: int,
     results: dict = {}
     result = {"recipe": str(recipe_path), "seed": seed, "epochs": epochs,
               "chance": math.log(len(np.unique(d["t_clip"]))), "variants": results}
+    target_clean, reid_clean = load_clean_nets(seed_dir, base.device)  # copied by each training
     for name in variants:
         recipe = replace(base, pipeline=replace(base.pipeline, **VARIANTS[name]))
-        target = load_net(seed_dir / "clean-target.pt", "classnet", device="cpu")[0]
-        reid = load_net(seed_dir / "clean-reid.pt", "classnet", device="cpu")[0]
-        torch.manual_seed(seed)
-        anon = LightAnonNet(2 * BINS, form=recipe.anonymizer.form,
-                            width=recipe.anonymizer.width, sampling=recipe.anonymizer.sampling)
-        if recipe.anonymizer.identity_start:
-            anon.start_as_identity()
         trace: list[dict] = []
         started = time.time()
-        history = train_composite(anon, target, reid, d["in_clip"][0], d["t_clip"],
-                                  d["id_clip"], recipe.pipeline, on_step=trace.append)
-        chance = math.log(len(np.unique(d["t_clip"])))
-        results[name] = {"pipeline": {k: v for k, v in VARIANTS[name].items()},
-                         "epochs": trace_summary(trace, chance), "history": history,
+        history = train_anonymizer(recipe, d, target_clean, reid_clean, trace.append)[3]
+        results[name] = {"pipeline": dict(VARIANTS[name]),
+                         "epochs": trace_summary(trace, result["chance"]), "history": history,
                          "minutes": round((time.time() - started) / 60, 1), "trace": trace}
         log.info("%s: %s", name, json.dumps(results[name]["epochs"]))
         done(result)

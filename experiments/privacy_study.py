@@ -240,7 +240,8 @@ def study_clean(config: StudyConfig, seed: int, data_dir: Path, seed_dir: Path) 
     return clean
 
 
-def _clean_nets(seed_dir: Path, device: str) -> tuple[ClassNet, ClassNet]:
+def load_clean_nets(seed_dir: Path, device: str) -> tuple[ClassNet, ClassNet]:
+    """A seed's saved clean gesture and Re-ID nets (study_clean's)."""
     return (load_net(seed_dir / "clean-target.pt", "classnet", device=device)[0],
             load_net(seed_dir / "clean-reid.pt", "classnet", device=device)[0])
 
@@ -253,7 +254,7 @@ def study_variant(config: StudyConfig, seed: int, data_dir: Path, seed_dir: Path
     recipe = config.recipe_for(seed, variant)
     device = recipe.device
     d = seed_data(config, seed, data_dir, seed_dir)
-    target_clean, reid_clean = _clean_nets(seed_dir, device)
+    target_clean, reid_clean = load_clean_nets(seed_dir, device)
     anon, target_net, adversary, history = train_anonymizer(recipe, d, target_clean,
                                                             reid_clean)
     n_clip = recipe.clip_windows
@@ -286,7 +287,7 @@ def study_checkpoint(config: StudyConfig, seed: int, data_dir: Path, seed_dir: P
     recipe = config.recipe_for(seed)
     device = recipe.device
     d = seed_data(config, seed, data_dir, seed_dir)
-    target_clean, reid_clean = _clean_nets(seed_dir, device)
+    target_clean, reid_clean = load_clean_nets(seed_dir, device)
     anon = load_checkpoint(checkpoint, ANONYMIZER_KINDS).build(device)
     test_spans = anonymized_spans(anon, d["in_test"], _spans(config), device=device)
     kinds = [("from clean", "clean")] if config.quick else \

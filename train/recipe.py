@@ -269,10 +269,12 @@ def train_clean_nets(recipe: Recipe, d: dict) -> tuple[ClassNet, ClassNet]:
     return target, reid
 
 
-def train_anonymizer(recipe: Recipe, d: dict, target_clean: ClassNet, reid_clean: ClassNet):
+def train_anonymizer(recipe: Recipe, d: dict, target_clean: ClassNet, reid_clean: ClassNet,
+                     on_step=None):
     """The light anonymizer trained by train.composite from copies of the clean nets on the
     first (filtered) copy of the training clips. Returns (anonymizer, the pipeline's target
-    net, its adversary, the per-epoch history); the clean nets are left as they were."""
+    net, its adversary, the per-epoch history); the clean nets are left as they were.
+    on_step: train_composite's per-step trace (a study's)."""
     torch.manual_seed(recipe.seed)
     anon = LightAnonNet(2 * BINS, form=recipe.anonymizer.form, width=recipe.anonymizer.width,
                         sampling=recipe.anonymizer.sampling)
@@ -280,7 +282,7 @@ def train_anonymizer(recipe: Recipe, d: dict, target_clean: ClassNet, reid_clean
         anon.start_as_identity()
     target_net, adversary = copy.deepcopy(target_clean), copy.deepcopy(reid_clean)
     history = train_composite(anon, target_net, adversary, d["in_clip"][0], d["t_clip"],
-                              d["id_clip"], recipe.pipeline)
+                              d["id_clip"], recipe.pipeline, on_step=on_step)
     return anon, target_net, adversary, history
 
 

@@ -2,10 +2,11 @@
 
 Both nets share one contract: draw n ~ N(0, noise_std^2) of the input's shape, predict a scale
 s (and, in the "mean_scale" form, a mean mu) from cat(x, n), return x + s * n (+ mu) with the
-same n; in the "suppress" form a deletion map d instead of the mean, and x * clamp(1 - d, 0, 1)
-+ s * n: the input's events scaled down (deleted, after the round trip) where the net says. The paper net does this at full resolution (the reference's SimpleAnonNet, with its
-module names, so its state dicts load as they are); the light net predicts s at reduced
-resolution inside and is the one the product ships for CPUs.
+same n; in the "suppress" form a deletion map d instead of the mean, and
+x * clamp(1 - d, 0, 1) + s * n: the input's events scaled down (deleted, after the round trip)
+where the net says. The paper net does this at full resolution (the reference's
+SimpleAnonNet, with its module names, so its state dicts load as they are); the light net
+predicts s at reduced resolution inside and is the one the product ships for CPUs.
 """
 
 from __future__ import annotations
